@@ -1,0 +1,15 @@
+#![doc = include_str!("../README.md")]
+
+pub mod error;
+pub mod ops;
+pub mod rng;
+pub mod sampling;
+pub mod tensor;
+pub mod tolerance;
+pub mod weights;
+
+pub use error::{Error, Result};
+pub use rng::SeededRng;
+pub use tensor::{Device, Storage, Tensor};
+pub use tolerance::Tolerance;
+pub use weights::{Weights, WeightsScope};

@@ -1,0 +1,131 @@
+//! Matrix products: batched matmul with transposes, and linear layers.
+
+use rayon::prelude::*;
+
+use super::broadcast::broadcast_shapes;
+use super::gemm::{MatRef, sgemm};
+use crate::error::{Error, Result};
+use crate::tensor::{Tensor, numel};
+
+impl Tensor {
+    /// Batched matrix product `[.., m, k] · [.., k, n] → [.., m, n]`; batch dims broadcast
+    /// (numpy rules), so `[B, m, k] · [k, n]` shares the right operand.
+    pub fn matmul(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.matmul_t(rhs, false, false)
+    }
+
+    /// Batched matrix product with optional transposes of the last two dims of either operand:
+    /// `op(a) · op(b)` where `op(x) = xᵀ` when its flag is set. No transposed copy is made.
+    pub fn matmul_t(&self, rhs: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
+        const OP: &str = "matmul";
+        let (sa, sb) = (self.shape(), rhs.shape());
+        if sa.len() < 2 {
+            return Err(Error::shape(OP, "lhs of rank >= 2", sa));
+        }
+        if sb.len() < 2 {
+            return Err(Error::shape(OP, "rhs of rank >= 2", sb));
+        }
+        let (ra, ca) = (sa[sa.len() - 2], sa[sa.len() - 1]);
+        let (rb, cb) = (sb[sb.len() - 2], sb[sb.len() - 1]);
+        let (m, k) = if trans_a { (ca, ra) } else { (ra, ca) };
+        let (kb, n) = if trans_b { (cb, rb) } else { (rb, cb) };
+        if k != kb {
+            return Err(Error::shape(OP, format!("rhs with inner dim {k} (lhs is {sa:?})"), sb));
+        }
+        let (ba, bb) = (&sa[..sa.len() - 2], &sb[..sb.len() - 2]);
+        let batch_shape = broadcast_shapes(ba, bb).ok_or_else(|| Error::Broadcast {
+            op: OP,
+            lhs: sa.to_vec(),
+            rhs: sb.to_vec(),
+        })?;
+        let mut out_shape = batch_shape.clone();
+        out_shape.extend([m, n]);
+        let batch = numel(&batch_shape);
+        let (a, b) = (self.data(), rhs.data());
+        let mut out = vec![0.0f32; numel(&out_shape)];
+        if out.is_empty() {
+            return Tensor::from_vec(out, &out_shape);
+        }
+
+        // Shared rhs and plain lhs: fold the batch into m — one large GEMM.
+        if numel(bb) == 1 && !trans_a && numel(ba) == batch {
+            let lhs = MatRef::row_major(a, 0, ca, false);
+            let rhs_v = MatRef::row_major(b, 0, cb, trans_b);
+            sgemm(batch * m, n, k, &mut out, n, lhs, rhs_v, false, true);
+            return Tensor::from_vec(out, &out_shape);
+        }
+
+        let a_off = batch_offsets(ba, &batch_shape, ra * ca);
+        let b_off = batch_offsets(bb, &batch_shape, rb * cb);
+        let work = m * n * k;
+        let per_batch = |(i, dst): (usize, &mut [f32]), parallel: bool| {
+            let lhs = MatRef::row_major(a, a_off[i], ca, trans_a);
+            let rhs_v = MatRef::row_major(b, b_off[i], cb, trans_b);
+            sgemm(m, n, k, dst, n, lhs, rhs_v, false, parallel);
+        };
+        // Many small products (attention heads): parallel over the batch; few large ones:
+        // parallel inside each GEMM.
+        if batch > 1 && work < (1 << 20) {
+            out.par_chunks_mut(m * n).enumerate().for_each(|p| per_batch(p, false));
+        } else {
+            out.chunks_mut(m * n).enumerate().for_each(|p| per_batch(p, true));
+        }
+        Tensor::from_vec(out, &out_shape)
+    }
+
+    /// Linear layer `x · Wᵀ + b`: `x` is `[.., in]`, `weight` is `[out, in]` (PyTorch layout),
+    /// `bias` is `[out]`; the result is `[.., out]`. All leading dims form one GEMM.
+    pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        const OP: &str = "linear";
+        let sx = self.shape();
+        let sw = weight.shape();
+        let Some(&d_in) = sx.last() else {
+            return Err(Error::shape(OP, "input of rank >= 1", sx));
+        };
+        if sw.len() != 2 || sw[1] != d_in {
+            return Err(Error::shape(OP, format!("weight [out, {d_in}]"), sw));
+        }
+        let d_out = sw[0];
+        if let Some(b) = bias {
+            if b.shape() != [d_out] {
+                return Err(Error::shape(OP, format!("bias [{d_out}]"), b.shape()));
+            }
+        }
+        let rows = numel(&sx[..sx.len() - 1]);
+        let mut out_shape = sx.to_vec();
+        *out_shape.last_mut().expect("rank >= 1") = d_out;
+        let mut out = vec![0.0f32; rows * d_out];
+        if let Some(b) = bias {
+            let bd = b.data();
+            out.par_chunks_mut(d_out.max(1)).for_each(|row| row.copy_from_slice(bd));
+        }
+        let lhs = MatRef::row_major(self.data(), 0, d_in, false);
+        let rhs = MatRef::row_major(weight.data(), 0, d_in, true);
+        sgemm(rows, d_out, d_in, &mut out, d_out, lhs, rhs, bias.is_some(), true);
+        Tensor::from_vec(out, &out_shape)
+    }
+}
+
+/// For each flat index of `out_batch`, the element offset of the matching matrix in an operand
+/// whose batch shape `batch` broadcasts to it (`mat` elements per matrix).
+fn batch_offsets(batch: &[usize], out_batch: &[usize], mat: usize) -> Vec<usize> {
+    let total = numel(out_batch);
+    let pad = out_batch.len() - batch.len();
+    // Row-major strides of the operand's own batch dims, 0 where it broadcasts.
+    let mut strides = vec![0usize; out_batch.len()];
+    let mut acc = mat;
+    for i in (0..batch.len()).rev() {
+        strides[pad + i] = if batch[i] == 1 { 0 } else { acc };
+        acc *= batch[i];
+    }
+    (0..total)
+        .map(|mut flat| {
+            let mut off = 0;
+            for d in (0..out_batch.len()).rev() {
+                off += (flat % out_batch[d]) * strides[d];
+                flat /= out_batch[d];
+            }
+            off
+        })
+        .collect()
+}

@@ -1,0 +1,20 @@
+//! CPU implementations of the tensor ops, as methods on [`Tensor`](crate::Tensor).
+//!
+//! One file per op family; each op validates its inputs (returning [`Error`](crate::Error) with
+//! the op's name and the offending shape) before touching data. Parallelism is rayon; GEMM-shaped
+//! work goes through [`gemm`](self::gemm)'s single entry point.
+
+mod broadcast;
+mod conv;
+pub(crate) mod gemm;
+mod matmul;
+mod norm;
+mod resize;
+mod shape;
+pub(crate) mod softmax;
+mod unary;
+
+pub use broadcast::broadcast_shapes;
+pub use conv::{Conv2dParams, Padding2d};
+pub use shape::axis_index;
+pub use unary::{gelu_erf, gelu_tanh, sigmoid, silu};

@@ -1,0 +1,113 @@
+//! `cargo xtask`: developer workflows for arvis.
+//!
+//! - `cargo xtask ci`: format check, clippy (`-D warnings`), tests and docs, stopping at the
+//!   first failure.
+//! - `cargo xtask bench [--filter REGEX] [--no-run-baseline] [--report-only]`: criterion
+//!   benches, numpy baseline, machine peak, and `docs/benchmarks.md`.
+//! - `cargo xtask help`.
+//!
+//! The alias lives in `.cargo/config.toml`. Everything here is std + serde_json.
+
+mod bench;
+mod ci;
+mod criterion;
+mod machine;
+mod report;
+
+use std::error::Error;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// Error type of every xtask step.
+pub type XResult<T> = Result<T, Box<dyn Error>>;
+
+const HELP: &str = "\
+cargo xtask <command> [options]
+
+Commands:
+  ci                    cargo fmt --check, clippy -D warnings, test, doc (RUSTDOCFLAGS=-Dwarnings);
+                        stops at the first failing step with a nonzero exit code.
+  bench [options]       run `cargo bench -p arvis-benches`, the numpy baseline, and write
+                        docs/benchmarks.md
+      --filter REGEX      only benchmarks whose id matches (forwarded to criterion and numpy)
+      --no-run-baseline   skip the numpy baseline (table without the numpy columns)
+      --report-only       do not run cargo bench; rebuild the report from target/criterion
+  help                  this text
+
+Environment:
+  ARVIS_PYTHON          interpreter for the numpy baseline (default: python3)
+  ARVIS_PEAK_GHZ        clock used for the peak FLOP/s (default: `cpu MHz` of /proc/cpuinfo)
+  CARGO_TARGET_DIR      where criterion's data is read (default: <workspace>/target)
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci::run(&args[1..]),
+        Some("bench") => bench::BenchArgs::parse(&args[1..]).and_then(|a| bench::run(&a)),
+        Some("help" | "--help" | "-h") | None => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command `{other}`; see `cargo xtask help`").into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (the parent of this crate's directory).
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// The cargo that runs us (`$CARGO`), or `cargo` from `PATH`.
+pub fn cargo() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
+/// Renders a command as a shell-like line (env overrides first), for echoing.
+pub fn display_cmd(cmd: &Command) -> String {
+    let mut parts: Vec<String> = cmd
+        .get_envs()
+        .filter_map(|(k, v)| Some(format!("{}={}", k.to_string_lossy(), v?.to_string_lossy())))
+        .collect();
+    let program = cmd.get_program().to_string_lossy();
+    // `$CARGO` is an absolute path; show the familiar name.
+    let program = if Path::new(&*program)
+        .file_stem()
+        .is_some_and(|s| s == "cargo")
+    {
+        "cargo".into()
+    } else {
+        program
+    };
+    parts.push(program.into_owned());
+    parts.extend(cmd.get_args().map(|a| a.to_string_lossy().into_owned()));
+    parts.join(" ")
+}
+
+/// Echoes and runs `cmd`, failing on a nonzero exit status.
+pub fn run_echoed(cmd: &mut Command) -> XResult<()> {
+    let line = display_cmd(cmd);
+    eprintln!("\n==> {line}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start `{line}`: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        let code = status
+            .code()
+            .map_or("killed by a signal".into(), |c| format!("exit code {c}"));
+        Err(format!("`{line}` failed ({code})").into())
+    }
+}
