@@ -121,10 +121,17 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn shape(op: &'static str, expected: impl Into<String>, found: &[usize]) -> Self {
-        Error::Shape { op, expected: expected.into(), found: found.to_vec() }
+        Error::Shape {
+            op,
+            expected: expected.into(),
+            found: found.to_vec(),
+        }
     }
 
     pub(crate) fn arg(op: &'static str, msg: impl Into<String>) -> Self {
-        Error::Arg { op, msg: msg.into() }
+        Error::Arg {
+            op,
+            msg: msg.into(),
+        }
     }
 }

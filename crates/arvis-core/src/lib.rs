@@ -8,6 +8,9 @@ pub mod tensor;
 pub mod tolerance;
 pub mod weights;
 
+/// The ndarray version `Tensor::from_ndarray` / `to_ndarray` speak.
+pub use ndarray;
+
 pub use error::{Error, Result};
 pub use rng::SeededRng;
 pub use tensor::{Device, Storage, Tensor};

@@ -25,7 +25,10 @@ pub struct SeededRng {
 impl SeededRng {
     /// A stream keyed by `seed`.
     pub fn new(seed: u64) -> Self {
-        SeededRng { inner: ChaCha8Rng::seed_from_u64(seed), seed }
+        SeededRng {
+            inner: ChaCha8Rng::seed_from_u64(seed),
+            seed,
+        }
     }
 
     /// The seed this stream was created from.
@@ -38,7 +41,10 @@ impl SeededRng {
     pub fn fork(&self, stream: u64) -> SeededRng {
         let mut inner = ChaCha8Rng::seed_from_u64(self.seed);
         inner.set_stream(stream.wrapping_add(1));
-        SeededRng { inner, seed: self.seed }
+        SeededRng {
+            inner,
+            seed: self.seed,
+        }
     }
 
     /// A raw 64-bit draw.

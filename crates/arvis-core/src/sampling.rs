@@ -365,7 +365,7 @@ fn top_p_var_unchecked(row: &mut [f32], top_p: f32) {
     // Ascending order is the reverse ranking; position 0 (the top token) is never removed.
     for pos in (1..order.len()).rev() {
         cum += probs[pos];
-        if cum >= threshold {
+        if cum > threshold {
             break;
         }
         row[order[pos]] = f32::NEG_INFINITY;

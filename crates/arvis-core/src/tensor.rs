@@ -41,7 +41,9 @@ impl Tensor {
     /// Wraps a contiguous array. Internal: callers guarantee standard layout.
     pub(crate) fn from_array(a: ArcArray<f32, IxDyn>) -> Self {
         debug_assert!(a.is_standard_layout());
-        Tensor { storage: Storage::Cpu(a) }
+        Tensor {
+            storage: Storage::Cpu(a),
+        }
     }
 
     /// Builds a tensor from a row-major buffer; `data.len()` must equal the shape's product.
@@ -106,7 +108,9 @@ impl Tensor {
 
     /// Uniform draws in `[lo, hi)` from `rng` (in row-major order).
     pub fn uniform(shape: &[usize], lo: f32, hi: f32, rng: &mut SeededRng) -> Self {
-        let data = (0..numel(shape)).map(|_| lo + (hi - lo) * rng.uniform_f32()).collect();
+        let data = (0..numel(shape))
+            .map(|_| lo + (hi - lo) * rng.uniform_f32())
+            .collect();
         Self::from_array(ArcArray::from_shape_vec(IxDyn(shape), data).expect("length matches"))
     }
 
@@ -172,7 +176,11 @@ impl Tensor {
     pub fn to_scalar(&self) -> Result<f32> {
         match self.data() {
             [v] => Ok(*v),
-            _ => Err(Error::shape("to_scalar", "exactly one element", self.shape())),
+            _ => Err(Error::shape(
+                "to_scalar",
+                "exactly one element",
+                self.shape(),
+            )),
         }
     }
 
@@ -197,5 +205,9 @@ pub(crate) fn resolve_axis(op: &'static str, dim: isize, rank: usize) -> Result<
 
 /// Splits `shape` around `axis` into `(outer, n, inner)` element counts.
 pub(crate) fn outer_n_inner(shape: &[usize], axis: usize) -> (usize, usize, usize) {
-    (numel(&shape[..axis]), shape[axis], numel(&shape[axis + 1..]))
+    (
+        numel(&shape[..axis]),
+        shape[axis],
+        numel(&shape[axis + 1..]),
+    )
 }

@@ -50,11 +50,20 @@ impl std::error::Error for Mismatch {}
 
 impl Tolerance {
     /// f32 elementwise ops (activations, norms, resampling): rel 1e-4.
-    pub const ELEMENTWISE: Tolerance = Tolerance { rel: 1e-4, abs: 1e-5 };
+    pub const ELEMENTWISE: Tolerance = Tolerance {
+        rel: 1e-4,
+        abs: 1e-5,
+    };
     /// f32 reductions over a long axis (matmul, conv, attention): rel 1e-3.
-    pub const MATMUL: Tolerance = Tolerance { rel: 1e-3, abs: 1e-4 };
+    pub const MATMUL: Tolerance = Tolerance {
+        rel: 1e-3,
+        abs: 1e-4,
+    };
     /// f16 storage: rel 1e-2.
-    pub const F16: Tolerance = Tolerance { rel: 1e-2, abs: 1e-3 };
+    pub const F16: Tolerance = Tolerance {
+        rel: 1e-2,
+        abs: 1e-3,
+    };
 
     /// A custom tolerance.
     pub const fn new(rel: f64, abs: f64) -> Self {
@@ -82,7 +91,11 @@ impl Tolerance {
         for (i, (&a, &e)) in actual.iter().zip(expected).enumerate() {
             let (a, e): (f64, f64) = (a.into(), e.into());
             let excess = if a.is_nan() || e.is_nan() {
-                if a.is_nan() && e.is_nan() { 0.0 } else { f64::INFINITY }
+                if a.is_nan() && e.is_nan() {
+                    0.0
+                } else {
+                    f64::INFINITY
+                }
             } else if a == e {
                 0.0 // equal infinities
             } else {
@@ -97,9 +110,13 @@ impl Tolerance {
         }
         match worst {
             None => Ok(()),
-            Some((index, actual, expected, _)) => {
-                Err(Mismatch { index, actual, expected, count, tol: *self })
-            }
+            Some((index, actual, expected, _)) => Err(Mismatch {
+                index,
+                actual,
+                expected,
+                count,
+                tol: *self,
+            }),
         }
     }
 }

@@ -7,6 +7,11 @@ use arvis_core::ops::{Conv2dParams, Padding2d, gelu_erf, gelu_tanh, silu};
 use arvis_core::{Error, Tensor, Tolerance};
 use common::*;
 
+type BinaryOp = fn(&Tensor, &Tensor) -> arvis_core::Result<Tensor>;
+type BinaryCase = (&'static str, BinaryOp, fn(f64, f64) -> f64);
+type ConvCase = ([usize; 4], usize, usize, usize, [usize; 4]);
+type Reference = Box<dyn Fn(f64) -> f64>;
+
 const EW: Tolerance = Tolerance::ELEMENTWISE;
 const MM: Tolerance = Tolerance::MATMUL;
 
@@ -33,7 +38,8 @@ fn matmul_matches_naive_with_batches_and_transposes() -> TestResult {
         let got = a.matmul_t(&b, ta, tb)?;
         let (want, shape) = naive_matmul(&f64s(&a), sa, &f64s(&b), sb, ta, tb);
         assert_eq!(got.shape(), &shape[..], "case {i}");
-        MM.check(&got.to_vec(), &want).map_err(|e| format!("case {i}: {e}"))?;
+        MM.check(&got.to_vec(), &want)
+            .map_err(|e| format!("case {i}: {e}"))?;
     }
     Ok(())
 }
@@ -41,18 +47,31 @@ fn matmul_matches_naive_with_batches_and_transposes() -> TestResult {
 #[test]
 fn matmul_rejects_bad_shapes() {
     let a = randn(&[2, 3], 1);
-    assert!(matches!(a.matmul(&randn(&[4, 2], 2)), Err(Error::Shape { op: "matmul", .. })));
-    assert!(matches!(a.matmul(&randn(&[3], 2)), Err(Error::Shape { .. })));
+    assert!(matches!(
+        a.matmul(&randn(&[4, 2], 2)),
+        Err(Error::Shape { op: "matmul", .. })
+    ));
+    assert!(matches!(
+        a.matmul(&randn(&[3], 2)),
+        Err(Error::Shape { .. })
+    ));
     let a = randn(&[2, 2, 3], 1);
-    assert!(matches!(a.matmul(&randn(&[3, 3, 4], 2)), Err(Error::Broadcast { .. })));
+    assert!(matches!(
+        a.matmul(&randn(&[3, 3, 4], 2)),
+        Err(Error::Broadcast { .. })
+    ));
 }
 
 #[test]
 fn linear_matches_naive() -> TestResult {
-    for (i, (lead, d_in, d_out, with_bias)) in
-        [(vec![1], 1, 1, true), (vec![7], 13, 5, true), (vec![2, 3], 33, 65, false), (vec![300], 64, 96, true)]
-            .into_iter()
-            .enumerate()
+    for (i, (lead, d_in, d_out, with_bias)) in [
+        (vec![1], 1, 1, true),
+        (vec![7], 13, 5, true),
+        (vec![2, 3], 33, 65, false),
+        (vec![300], 64, 96, true),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let mut sx = lead.clone();
         sx.push(d_in);
@@ -61,7 +80,14 @@ fn linear_matches_naive() -> TestResult {
         let b = randn(&[d_out], 90 + i as u64);
         let got = x.linear(&w, with_bias.then_some(&b))?;
         let rows: usize = lead.iter().product();
-        let (mut want, _) = naive_matmul(&f64s(&x), &[rows, d_in], &f64s(&w), &[d_out, d_in], false, true);
+        let (mut want, _) = naive_matmul(
+            &f64s(&x),
+            &[rows, d_in],
+            &f64s(&w),
+            &[d_out, d_in],
+            false,
+            true,
+        );
         if with_bias {
             let bb = f64s(&b);
             for (j, v) in want.iter_mut().enumerate() {
@@ -71,7 +97,8 @@ fn linear_matches_naive() -> TestResult {
         let mut so = lead.clone();
         so.push(d_out);
         assert_eq!(got.shape(), &so[..]);
-        MM.check(&got.to_vec(), &want).map_err(|e| format!("case {i}: {e}"))?;
+        MM.check(&got.to_vec(), &want)
+            .map_err(|e| format!("case {i}: {e}"))?;
     }
     let x = randn(&[2, 3], 0);
     assert!(x.linear(&randn(&[4, 2], 1), None).is_err());
@@ -93,7 +120,7 @@ fn broadcast_binary_ops_match_naive() -> TestResult {
         (&[200, 129], &[200, 1]),
         (&[130, 257], &[257]), // large: parallel path
     ];
-    let ops: [(&str, fn(&Tensor, &Tensor) -> arvis_core::Result<Tensor>, fn(f64, f64) -> f64); 4] = [
+    let ops: [BinaryCase; 4] = [
         ("add", Tensor::add, |a, b| a + b),
         ("sub", Tensor::sub, |a, b| a - b),
         ("mul", Tensor::mul, |a, b| a * b),
@@ -107,10 +134,14 @@ fn broadcast_binary_ops_match_naive() -> TestResult {
             let got = op(&a, &b)?;
             let (want, so) = naive_broadcast(&f64s(&a), sa, &f64s(&b), sb, f);
             assert_eq!(got.shape(), &so[..], "{name} case {i}");
-            EW.check(&got.to_vec(), &want).map_err(|e| format!("{name} case {i}: {e}"))?;
+            EW.check(&got.to_vec(), &want)
+                .map_err(|e| format!("{name} case {i}: {e}"))?;
         }
     }
-    assert!(matches!(randn(&[2, 3], 0).add(&randn(&[4], 1)), Err(Error::Broadcast { .. })));
+    assert!(matches!(
+        randn(&[2, 3], 0).add(&randn(&[4], 1)),
+        Err(Error::Broadcast { .. })
+    ));
     Ok(())
 }
 
@@ -119,20 +150,27 @@ fn activations_match_closed_forms() -> TestResult {
     let x = randn(&[3, 1001], 5).scale(3.0);
     let xs = f64s(&x);
     let erf = statrs::function::erf::erf;
-    let refs: [(&str, Tensor, Box<dyn Fn(f64) -> f64>); 3] = [
+    let refs: [(&str, Tensor, Reference); 3] = [
         ("silu", x.silu(), Box::new(|v: f64| v / (1.0 + (-v).exp()))),
         (
             "gelu_tanh",
             x.gelu_tanh(),
             Box::new(|v: f64| {
-                0.5 * v * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v.powi(3))).tanh())
+                0.5 * v
+                    * (1.0
+                        + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v.powi(3))).tanh())
             }),
         ),
-        ("gelu_erf", x.gelu_erf(), Box::new(move |v: f64| 0.5 * v * (1.0 + erf(v / 2f64.sqrt())))),
+        (
+            "gelu_erf",
+            x.gelu_erf(),
+            Box::new(move |v: f64| 0.5 * v * (1.0 + erf(v / 2f64.sqrt()))),
+        ),
     ];
     for (name, got, f) in refs {
         let want: Vec<f64> = xs.iter().map(|&v| f(v)).collect();
-        EW.check(&got.to_vec(), &want).map_err(|e| format!("{name}: {e}"))?;
+        EW.check(&got.to_vec(), &want)
+            .map_err(|e| format!("{name}: {e}"))?;
     }
     // Extreme inputs stay finite and take the right limits.
     for v in [-100.0f32, -20.0, 20.0, 100.0] {
@@ -145,12 +183,24 @@ fn activations_match_closed_forms() -> TestResult {
 
 #[test]
 fn softmax_and_log_softmax_match_naive_on_every_dim() -> TestResult {
-    for (i, shape) in [vec![1], vec![7], vec![3, 1, 5], vec![4, 33, 3], vec![64, 1000]].iter().enumerate() {
+    for (i, shape) in [
+        vec![1],
+        vec![7],
+        vec![3, 1, 5],
+        vec![4, 33, 3],
+        vec![64, 1000],
+    ]
+    .iter()
+    .enumerate()
+    {
         let x = randn(shape, i as u64).scale(4.0);
         for dim in 0..shape.len() {
             let want = along_axis(&f64s(&x), shape, dim, naive_softmax);
-            EW.check(&x.softmax(dim as isize)?.to_vec(), &want).map_err(|e| format!("softmax {shape:?} dim {dim}: {e}"))?;
-            let want_log = along_axis(&f64s(&x), shape, dim, |r| naive_softmax(r).iter().map(|p| p.ln()).collect());
+            EW.check(&x.softmax(dim as isize)?.to_vec(), &want)
+                .map_err(|e| format!("softmax {shape:?} dim {dim}: {e}"))?;
+            let want_log = along_axis(&f64s(&x), shape, dim, |r| {
+                naive_softmax(r).iter().map(|p| p.ln()).collect()
+            });
             EW.check(&x.log_softmax(dim as isize)?.to_vec(), &want_log)
                 .map_err(|e| format!("log_softmax {shape:?} dim {dim}: {e}"))?;
         }
@@ -164,7 +214,10 @@ fn softmax_and_log_softmax_match_naive_on_every_dim() -> TestResult {
 
 #[test]
 fn layer_and_rms_norm_match_naive() -> TestResult {
-    for (i, shape) in [vec![1, 1], vec![5, 7], vec![2, 3, 1024], vec![1, 129]].iter().enumerate() {
+    for (i, shape) in [vec![1, 1], vec![5, 7], vec![2, 3, 1024], vec![1, 129]]
+        .iter()
+        .enumerate()
+    {
         let c = *shape.last().unwrap_or(&1);
         let x = randn(shape, i as u64).add_scalar(3.0);
         let w = randn(&[c], 10 + i as u64);
@@ -193,9 +246,15 @@ fn layer_and_rms_norm_match_naive() -> TestResult {
             EW.check(&x.layer_norm(None, None, eps)?.to_vec(), &want)?;
             let rms = |r: &[f64]| {
                 let ms = r.iter().map(|x| x * x).sum::<f64>() / r.len() as f64;
-                r.iter().enumerate().map(|(j, x)| x / (ms + eps as f64).sqrt() * ws[j]).collect::<Vec<_>>()
+                r.iter()
+                    .enumerate()
+                    .map(|(j, x)| x / (ms + eps as f64).sqrt() * ws[j])
+                    .collect::<Vec<_>>()
             };
-            EW.check(&x.rms_norm(Some(&w), eps)?.to_vec(), &along_axis(&f64s(&x), shape, last, rms))?;
+            EW.check(
+                &x.rms_norm(Some(&w), eps)?.to_vec(),
+                &along_axis(&f64s(&x), shape, last, rms),
+            )?;
         }
     }
     let x = randn(&[2, 4], 0);
@@ -206,10 +265,15 @@ fn layer_and_rms_norm_match_naive() -> TestResult {
 
 #[test]
 fn group_norm_matches_naive() -> TestResult {
-    for (i, (shape, groups)) in
-        [(vec![1, 4, 1, 1], 2), (vec![2, 6, 5, 3], 3), (vec![1, 64, 9, 7], 32), (vec![3, 8, 11], 8), (vec![2, 5, 4, 4], 1)]
-            .into_iter()
-            .enumerate()
+    for (i, (shape, groups)) in [
+        (vec![1, 4, 1, 1], 2),
+        (vec![2, 6, 5, 3], 3),
+        (vec![1, 64, 9, 7], 32),
+        (vec![3, 8, 11], 8),
+        (vec![2, 5, 4, 4], 1),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let c = shape[1];
         let x = randn(&shape, i as u64).scale(2.0).add_scalar(1.5);
@@ -231,12 +295,21 @@ fn group_norm_matches_naive() -> TestResult {
                 }
             }
         }
-        EW.check(&x.group_norm(groups, Some(&w), Some(&b), 1e-6)?.to_vec(), &want)
-            .map_err(|e| format!("case {i}: {e}"))?;
+        EW.check(
+            &x.group_norm(groups, Some(&w), Some(&b), 1e-6)?.to_vec(),
+            &want,
+        )
+        .map_err(|e| format!("case {i}: {e}"))?;
     }
     let x = randn(&[1, 6, 2, 2], 0);
-    assert!(matches!(x.group_norm(4, None, None, 1e-6), Err(Error::Arg { .. })));
-    assert!(matches!(x.group_norm(0, None, None, 1e-6), Err(Error::Arg { .. })));
+    assert!(matches!(
+        x.group_norm(4, None, None, 1e-6),
+        Err(Error::Arg { .. })
+    ));
+    assert!(matches!(
+        x.group_norm(0, None, None, 1e-6),
+        Err(Error::Arg { .. })
+    ));
     Ok(())
 }
 
@@ -260,7 +333,7 @@ fn l2_normalize_matches_naive() -> TestResult {
 #[test]
 fn conv2d_matches_naive_for_strides_and_paddings() -> TestResult {
     // (input NCHW, out channels, kernel, stride, padding top/bottom/left/right)
-    let cases: &[([usize; 4], usize, usize, usize, [usize; 4])] = &[
+    let cases: &[ConvCase] = &[
         ([1, 1, 1, 1], 1, 1, 1, [0; 4]),
         ([2, 3, 7, 5], 4, 3, 1, [1; 4]),
         ([1, 5, 8, 8], 3, 3, 2, [0, 1, 0, 1]), // VQ-VAE downsample: F.pad (0,1,0,1), stride 2
@@ -277,48 +350,99 @@ fn conv2d_matches_naive_for_strides_and_paddings() -> TestResult {
         let b = randn(&[o], 40 + i as u64);
         let p = Conv2dParams {
             stride: (s, s),
-            padding: Padding2d { top: pad[0], bottom: pad[1], left: pad[2], right: pad[3] },
+            padding: Padding2d {
+                top: pad[0],
+                bottom: pad[1],
+                left: pad[2],
+                right: pad[3],
+            },
         };
         for bias in [true, false] {
             let got = x.conv2d(&w, bias.then_some(&b), p)?;
             let bv = f64s(&b);
-            let (want, so) =
-                naive_conv2d(&f64s(&x), sx, &f64s(&w), [o, sx[1], k, k], bias.then_some(&bv[..]), (s, s), pad);
+            let (want, so) = naive_conv2d(
+                &f64s(&x),
+                sx,
+                &f64s(&w),
+                [o, sx[1], k, k],
+                bias.then_some(&bv[..]),
+                (s, s),
+                pad,
+            );
             assert_eq!(got.shape(), &so[..], "case {i}");
-            MM.check(&got.to_vec(), &want).map_err(|e| format!("case {i}: {e}"))?;
+            MM.check(&got.to_vec(), &want)
+                .map_err(|e| format!("case {i}: {e}"))?;
         }
     }
-    assert_eq!(Padding2d::from_torch_pad([0, 1, 0, 1]), Padding2d { top: 0, bottom: 1, left: 0, right: 1 });
+    assert_eq!(
+        Padding2d::from_torch_pad([0, 1, 0, 1]),
+        Padding2d {
+            top: 0,
+            bottom: 1,
+            left: 0,
+            right: 1
+        }
+    );
     let x = randn(&[1, 2, 3, 3], 0);
-    assert!(x.conv2d(&randn(&[1, 3, 3, 3], 1), None, Conv2dParams::default()).is_err());
-    assert!(x.conv2d(&randn(&[1, 2, 5, 5], 1), None, Conv2dParams::default()).is_err());
-    assert!(x.conv2d(&randn(&[1, 2, 1, 1], 1), None, Conv2dParams::new(0, 0)).is_err());
+    assert!(
+        x.conv2d(&randn(&[1, 3, 3, 3], 1), None, Conv2dParams::default())
+            .is_err()
+    );
+    assert!(
+        x.conv2d(&randn(&[1, 2, 5, 5], 1), None, Conv2dParams::default())
+            .is_err()
+    );
+    assert!(
+        x.conv2d(&randn(&[1, 2, 1, 1], 1), None, Conv2dParams::new(0, 0))
+            .is_err()
+    );
     Ok(())
 }
 
 #[test]
 fn resampling_matches_naive() -> TestResult {
     // bicubic: up, down, non-square, identity, 1 → n (VAR's first scale).
-    for (i, (h, w, oh, ow)) in [(1, 1, 16, 16), (2, 3, 16, 13), (13, 13, 16, 16), (16, 16, 5, 7), (5, 5, 5, 5), (8, 10, 3, 1)]
-        .into_iter()
-        .enumerate()
+    for (i, (h, w, oh, ow)) in [
+        (1, 1, 16, 16),
+        (2, 3, 16, 13),
+        (13, 13, 16, 16),
+        (16, 16, 5, 7),
+        (5, 5, 5, 5),
+        (8, 10, 3, 1),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let x = randn(&[2, 3, h, w], i as u64);
         let got = x.resize_bicubic(oh, ow)?;
         assert_eq!(got.shape(), &[2, 3, oh, ow]);
         let xs = f64s(&x);
-        let want: Vec<f64> = (0..6).flat_map(|p| naive_bicubic(&xs[p * h * w..(p + 1) * h * w], h, w, oh, ow)).collect();
-        EW.check(&got.to_vec(), &want).map_err(|e| format!("bicubic case {i}: {e}"))?;
+        let want: Vec<f64> = (0..6)
+            .flat_map(|p| naive_bicubic(&xs[p * h * w..(p + 1) * h * w], h, w, oh, ow))
+            .collect();
+        EW.check(&got.to_vec(), &want)
+            .map_err(|e| format!("bicubic case {i}: {e}"))?;
     }
     // area: VAR's downsampling chain from 16, with overlapping windows at 13, 10, 6, 5, 3.
-    for (i, (h, w, oh, ow)) in
-        [(16, 16, 13, 13), (16, 16, 10, 10), (16, 16, 6, 5), (16, 16, 1, 1), (7, 9, 7, 9), (5, 3, 2, 2)].into_iter().enumerate()
+    for (i, (h, w, oh, ow)) in [
+        (16, 16, 13, 13),
+        (16, 16, 10, 10),
+        (16, 16, 6, 5),
+        (16, 16, 1, 1),
+        (7, 9, 7, 9),
+        (5, 3, 2, 2),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let x = randn(&[1, 4, h, w], 50 + i as u64);
         let got = x.resize_area(oh, ow)?;
         let xs = f64s(&x);
-        let want: Vec<f64> = (0..4).flat_map(|p| naive_area(&xs[p * h * w..(p + 1) * h * w], h, w, oh, ow)).collect();
-        EW.check(&got.to_vec(), &want).map_err(|e| format!("area case {i}: {e}"))?;
+        let want: Vec<f64> = (0..4)
+            .flat_map(|p| naive_area(&xs[p * h * w..(p + 1) * h * w], h, w, oh, ow))
+            .collect();
+        EW.check(&got.to_vec(), &want)
+            .map_err(|e| format!("area case {i}: {e}"))?;
     }
     // nearest ×2
     let x = randn(&[2, 3, 5, 4], 9);
@@ -389,7 +513,10 @@ fn layout_ops_match_index_arithmetic() -> TestResult {
 
     let r = x.reshape(&[6, 20])?;
     assert_eq!(r.to_vec(), xs);
-    assert!(matches!(x.reshape(&[7, 20]), Err(Error::ElementCount { .. })));
+    assert!(matches!(
+        x.reshape(&[7, 20]),
+        Err(Error::ElementCount { .. })
+    ));
     assert_eq!(x.unsqueeze(4)?.shape(), &[2, 3, 4, 5, 1]);
     Ok(())
 }
@@ -401,7 +528,10 @@ fn index_ops_match_naive() -> TestResult {
     let e = table.embedding(&ids)?;
     assert_eq!(e.shape(), &[4, 6]);
     for (r, &id) in ids.iter().enumerate() {
-        assert_eq!(&e.to_vec()[r * 6..(r + 1) * 6], &table.to_vec()[id as usize * 6..(id as usize + 1) * 6]);
+        assert_eq!(
+            &e.to_vec()[r * 6..(r + 1) * 6],
+            &table.to_vec()[id as usize * 6..(id as usize + 1) * 6]
+        );
     }
     assert!(matches!(table.embedding(&[11]), Err(Error::Arg { .. })));
 

@@ -275,7 +275,7 @@ fn chi2_top_k_with_ties_at_the_boundary() -> TestResult {
     // The 6th and 7th largest are equal: top-6 must keep 7 tokens.
     let mut row = vec![3.0f32, 2.5, 2.5, 2.0, 1.5, 1.0, 1.0, 0.5];
     let mut rng = SeededRng::new(12);
-    row.extend((0..22).map(|_| -1.0 + rng.normal_f32().abs() * -1.0));
+    row.extend((0..22).map(|_| -1.0 - rng.normal_f32().abs()));
     let mut order: Vec<usize> = (0..row.len()).collect();
     rng.shuffle(&mut order);
     let row: Vec<f32> = order.iter().map(|&i| row[i]).collect();

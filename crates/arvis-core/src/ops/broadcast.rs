@@ -14,8 +14,16 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let rank = a.len().max(b.len());
     let mut out = vec![0; rank];
     for i in 0..rank {
-        let da = if i < rank - a.len() { 1 } else { a[i - (rank - a.len())] };
-        let db = if i < rank - b.len() { 1 } else { b[i - (rank - b.len())] };
+        let da = if i < rank - a.len() {
+            1
+        } else {
+            a[i - (rank - a.len())]
+        };
+        let db = if i < rank - b.len() {
+            1
+        } else {
+            b[i - (rank - b.len())]
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -46,7 +54,9 @@ fn binary(op: &'static str, a: &Tensor, b: &Tensor, f: fn(f32, f32) -> f32) -> R
     if sa == sb {
         let kernel = |(o, (&p, &q)): (&mut f32, (&f32, &f32))| *o = f(p, q);
         if n >= PAR_MIN {
-            out.par_iter_mut().zip(x.par_iter().zip(y.par_iter())).for_each(kernel);
+            out.par_iter_mut()
+                .zip(x.par_iter().zip(y.par_iter()))
+                .for_each(kernel);
         } else {
             out.iter_mut().zip(x.iter().zip(y.iter())).for_each(kernel);
         }
@@ -58,9 +68,13 @@ fn binary(op: &'static str, a: &Tensor, b: &Tensor, f: fn(f32, f32) -> f32) -> R
             }
         };
         if n >= PAR_MIN {
-            out.par_chunks_mut(y.len()).zip(x.par_chunks(y.len())).for_each(chunk);
+            out.par_chunks_mut(y.len())
+                .zip(x.par_chunks(y.len()))
+                .for_each(chunk);
         } else {
-            out.chunks_mut(y.len()).zip(x.chunks(y.len())).for_each(chunk);
+            out.chunks_mut(y.len())
+                .zip(x.chunks(y.len()))
+                .for_each(chunk);
         }
     } else if out_shape == sb && is_trailing(sb, sa) && !x.is_empty() {
         let chunk = |(o, ys): (&mut [f32], &[f32])| {
@@ -68,16 +82,25 @@ fn binary(op: &'static str, a: &Tensor, b: &Tensor, f: fn(f32, f32) -> f32) -> R
                 *o = f(p, q);
             }
         };
-        out.par_chunks_mut(x.len()).zip(y.par_chunks(x.len())).for_each(chunk);
+        out.par_chunks_mut(x.len())
+            .zip(y.par_chunks(x.len()))
+            .for_each(chunk);
     } else {
         let av = a.to_ndarray();
         let bv = b.to_ndarray();
         let dim = IxDyn(&out_shape);
         let (Some(av), Some(bv)) = (av.broadcast(dim.clone()), bv.broadcast(dim.clone())) else {
-            return Err(Error::Broadcast { op, lhs: sa.to_vec(), rhs: sb.to_vec() });
+            return Err(Error::Broadcast {
+                op,
+                lhs: sa.to_vec(),
+                rhs: sb.to_vec(),
+            });
         };
         let mut o = ArrayD::<f32>::zeros(dim);
-        Zip::from(&mut o).and(&av).and(&bv).par_for_each(|o, &p, &q| *o = f(p, q));
+        Zip::from(&mut o)
+            .and(&av)
+            .and(&bv)
+            .par_for_each(|o, &p, &q| *o = f(p, q));
         return Ok(Tensor::from_ndarray(o));
     }
     Tensor::from_vec(out, &out_shape)

@@ -22,13 +22,23 @@ pub struct Padding2d {
 impl Padding2d {
     /// The same padding `p` on all four sides (`nn.Conv2d(padding=p)`).
     pub fn same(p: usize) -> Self {
-        Padding2d { top: p, bottom: p, left: p, right: p }
+        Padding2d {
+            top: p,
+            bottom: p,
+            left: p,
+            right: p,
+        }
     }
 
     /// From PyTorch's `F.pad` order `(left, right, top, bottom)`. The stride-2 downsample of the
     /// VQ-VAEs pads `(0, 1, 0, 1)`: one column on the right and one row at the bottom.
     pub fn from_torch_pad([left, right, top, bottom]: [usize; 4]) -> Self {
-        Padding2d { top, bottom, left, right }
+        Padding2d {
+            top,
+            bottom,
+            left,
+            right,
+        }
     }
 }
 
@@ -43,14 +53,20 @@ pub struct Conv2dParams {
 
 impl Default for Conv2dParams {
     fn default() -> Self {
-        Conv2dParams { stride: (1, 1), padding: Padding2d::default() }
+        Conv2dParams {
+            stride: (1, 1),
+            padding: Padding2d::default(),
+        }
     }
 }
 
 impl Conv2dParams {
     /// Stride `s` in both directions and padding `p` on all sides.
     pub fn new(s: usize, p: usize) -> Self {
-        Conv2dParams { stride: (s, s), padding: Padding2d::same(p) }
+        Conv2dParams {
+            stride: (s, s),
+            padding: Padding2d::same(p),
+        }
     }
 }
 
@@ -61,7 +77,12 @@ const COLS_BUDGET: usize = 4 << 20;
 impl Tensor {
     /// 2-D cross-correlation of `[N, C, H, W]` with `weight` `[O, C, kh, kw]` (+ `bias` `[O]`),
     /// as `nn.Conv2d` (groups = 1, dilation = 1).
-    pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> Result<Tensor> {
+    pub fn conv2d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        p: Conv2dParams,
+    ) -> Result<Tensor> {
         const OP: &str = "conv2d";
         let s = self.shape();
         let ws = weight.shape();
@@ -73,10 +94,10 @@ impl Tensor {
             return Err(Error::shape(OP, format!("weight [O, {c}, kh, kw]"), ws));
         }
         let (o, kh, kw) = (ws[0], ws[2], ws[3]);
-        if let Some(b) = bias {
-            if b.shape() != [o] {
-                return Err(Error::shape(OP, format!("bias [{o}]"), b.shape()));
-            }
+        if let Some(b) = bias
+            && b.shape() != [o]
+        {
+            return Err(Error::shape(OP, format!("bias [{o}]"), b.shape()));
         }
         let (sh, sw) = p.stride;
         if sh == 0 || sw == 0 || kh == 0 || kw == 0 {
@@ -96,13 +117,19 @@ impl Tensor {
         let mut out = vec![0.0f32; n * o * plane];
         if let Some(b) = bias {
             let bd = b.data();
-            out.par_chunks_mut(plane.max(1)).enumerate().for_each(|(i, pl)| pl.fill(bd[i % o]));
+            out.par_chunks_mut(plane.max(1))
+                .enumerate()
+                .for_each(|(i, pl)| pl.fill(bd[i % o]));
         }
         let x = self.data();
         let wmat = MatRef::row_major(weight.data(), 0, kdim, false);
         let pointwise = kh == 1 && kw == 1 && (sh, sw) == (1, 1) && pad == Padding2d::default();
         let rows_per_block = (COLS_BUDGET / (kdim * wo).max(1)).clamp(1, ho.max(1));
-        let mut cols = if pointwise { Vec::new() } else { vec![0.0f32; kdim * rows_per_block * wo] };
+        let mut cols = if pointwise {
+            Vec::new()
+        } else {
+            vec![0.0f32; kdim * rows_per_block * wo]
+        };
         for ni in 0..n {
             let xin = &x[ni * c * h * w..(ni + 1) * c * h * w];
             let dst = &mut out[ni * o * plane..(ni + 1) * o * plane];
@@ -129,7 +156,11 @@ impl Tensor {
                         let src = &xc[iy as usize * w..(iy as usize + 1) * w];
                         for (ox, v) in line.iter_mut().enumerate() {
                             let ix = (ox * sw + kx) as isize - pad.left as isize;
-                            *v = if ix >= 0 && ix < w as isize { src[ix as usize] } else { 0.0 };
+                            *v = if ix >= 0 && ix < w as isize {
+                                src[ix as usize]
+                            } else {
+                                0.0
+                            };
                         }
                     }
                 });

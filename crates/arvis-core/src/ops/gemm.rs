@@ -19,9 +19,19 @@ impl<'a> MatRef<'a> {
     /// Row-major `rows × cols` matrix at `offset`, optionally read transposed.
     pub fn row_major(data: &'a [f32], offset: usize, cols: usize, transposed: bool) -> Self {
         if transposed {
-            MatRef { data, offset, rs: 1, cs: cols }
+            MatRef {
+                data,
+                offset,
+                rs: 1,
+                cs: cols,
+            }
         } else {
-            MatRef { data, offset, rs: cols, cs: 1 }
+            MatRef {
+                data,
+                offset,
+                rs: cols,
+                cs: 1,
+            }
         }
     }
 
@@ -41,6 +51,7 @@ const PARALLEL_THRESHOLD: usize = 1 << 18;
 ///
 /// `parallel` lets the kernel use every rayon thread; callers that already parallelise over a
 /// batch pass `false`. Panics (a bug, not an input error) if a view does not fit its slice.
+#[allow(clippy::too_many_arguments)] // mirrors BLAS sgemm; a struct would only rename them
 pub(crate) fn sgemm(
     m: usize,
     n: usize,
@@ -55,8 +66,14 @@ pub(crate) fn sgemm(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(lhs.fits(m, k) && rhs.fits(k, n), "sgemm: operand view out of bounds");
-    assert!((m - 1) * dst_rs + n <= dst.len(), "sgemm: destination out of bounds");
+    assert!(
+        lhs.fits(m, k) && rhs.fits(k, n),
+        "sgemm: operand view out of bounds"
+    );
+    assert!(
+        (m - 1) * dst_rs + n <= dst.len(),
+        "sgemm: destination out of bounds"
+    );
     if k == 0 {
         if !accumulate {
             for r in 0..m {

@@ -30,7 +30,11 @@ impl Tensor {
         let (m, k) = if trans_a { (ca, ra) } else { (ra, ca) };
         let (kb, n) = if trans_b { (cb, rb) } else { (rb, cb) };
         if k != kb {
-            return Err(Error::shape(OP, format!("rhs with inner dim {k} (lhs is {sa:?})"), sb));
+            return Err(Error::shape(
+                OP,
+                format!("rhs with inner dim {k} (lhs is {sa:?})"),
+                sb,
+            ));
         }
         let (ba, bb) = (&sa[..sa.len() - 2], &sb[..sb.len() - 2]);
         let batch_shape = broadcast_shapes(ba, bb).ok_or_else(|| Error::Broadcast {
@@ -66,9 +70,13 @@ impl Tensor {
         // Many small products (attention heads): parallel over the batch; few large ones:
         // parallel inside each GEMM.
         if batch > 1 && work < (1 << 20) {
-            out.par_chunks_mut(m * n).enumerate().for_each(|p| per_batch(p, false));
+            out.par_chunks_mut(m * n)
+                .enumerate()
+                .for_each(|p| per_batch(p, false));
         } else {
-            out.chunks_mut(m * n).enumerate().for_each(|p| per_batch(p, true));
+            out.chunks_mut(m * n)
+                .enumerate()
+                .for_each(|p| per_batch(p, true));
         }
         Tensor::from_vec(out, &out_shape)
     }
@@ -86,10 +94,10 @@ impl Tensor {
             return Err(Error::shape(OP, format!("weight [out, {d_in}]"), sw));
         }
         let d_out = sw[0];
-        if let Some(b) = bias {
-            if b.shape() != [d_out] {
-                return Err(Error::shape(OP, format!("bias [{d_out}]"), b.shape()));
-            }
+        if let Some(b) = bias
+            && b.shape() != [d_out]
+        {
+            return Err(Error::shape(OP, format!("bias [{d_out}]"), b.shape()));
         }
         let rows = numel(&sx[..sx.len() - 1]);
         let mut out_shape = sx.to_vec();
@@ -97,11 +105,22 @@ impl Tensor {
         let mut out = vec![0.0f32; rows * d_out];
         if let Some(b) = bias {
             let bd = b.data();
-            out.par_chunks_mut(d_out.max(1)).for_each(|row| row.copy_from_slice(bd));
+            out.par_chunks_mut(d_out.max(1))
+                .for_each(|row| row.copy_from_slice(bd));
         }
         let lhs = MatRef::row_major(self.data(), 0, d_in, false);
         let rhs = MatRef::row_major(weight.data(), 0, d_in, true);
-        sgemm(rows, d_out, d_in, &mut out, d_out, lhs, rhs, bias.is_some(), true);
+        sgemm(
+            rows,
+            d_out,
+            d_in,
+            &mut out,
+            d_out,
+            lhs,
+            rhs,
+            bias.is_some(),
+            true,
+        );
         Tensor::from_vec(out, &out_shape)
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! One file per op family; each op validates its inputs (returning [`Error`](crate::Error) with
 //! the op's name and the offending shape) before touching data. Parallelism is rayon; GEMM-shaped
-//! work goes through [`gemm`](self::gemm)'s single entry point.
+//! work goes through the single `sgemm` entry point in `ops/gemm.rs`.
 
 mod broadcast;
 mod conv;

@@ -7,7 +7,9 @@ use crate::tensor::{Tensor, numel, outer_n_inner};
 
 fn check_param(op: &'static str, p: Option<&Tensor>, len: usize, what: &str) -> Result<()> {
     match p {
-        Some(t) if t.shape() != [len] => Err(Error::shape(op, format!("{what} [{len}]"), t.shape())),
+        Some(t) if t.shape() != [len] => {
+            Err(Error::shape(op, format!("{what} [{len}]"), t.shape()))
+        }
         _ => Ok(()),
     }
 }
@@ -23,7 +25,12 @@ fn mean_var(row: &[f32]) -> (f64, f64) {
 impl Tensor {
     /// Layer norm over the last dim: `(x − mean)/√(var + eps) · w + b`, biased variance as in
     /// PyTorch; `weight`/`bias` are optional (`elementwise_affine=False` passes `None`).
-    pub fn layer_norm(&self, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f32) -> Result<Tensor> {
+    pub fn layer_norm(
+        &self,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        eps: f32,
+    ) -> Result<Tensor> {
         const OP: &str = "layer_norm";
         let Some(&c) = self.shape().last() else {
             return Err(Error::shape(OP, "rank >= 1", self.shape()));
@@ -91,8 +98,11 @@ impl Tensor {
             return Err(Error::shape(OP, "[N, C, *]", s));
         }
         let c = s[1];
-        if groups == 0 || c % groups != 0 {
-            return Err(Error::arg(OP, format!("{c} channels cannot form {groups} groups")));
+        if groups == 0 || !c.is_multiple_of(groups) {
+            return Err(Error::arg(
+                OP,
+                format!("{c} channels cannot form {groups} groups"),
+            ));
         }
         check_param(OP, weight, c, "weight")?;
         check_param(OP, bias, c, "bias")?;
@@ -102,20 +112,22 @@ impl Tensor {
         let group_len = cpg * spatial;
         let mut out = self.to_vec();
         if group_len > 0 {
-            out.par_chunks_mut(group_len).enumerate().for_each(|(gi, chunk)| {
-                let (mean, var) = mean_var(chunk);
-                let inv = 1.0 / (var + eps as f64).sqrt();
-                let c0 = (gi % groups) * cpg;
-                for (ci, plane) in chunk.chunks_mut(spatial.max(1)).enumerate() {
-                    let ch = c0 + ci;
-                    let scale = inv as f32 * w.map_or(1.0, |w| w[ch]);
-                    let shift = b.map_or(0.0, |b| b[ch]);
-                    let mean = mean as f32;
-                    for v in plane {
-                        *v = (*v - mean) * scale + shift;
+            out.par_chunks_mut(group_len)
+                .enumerate()
+                .for_each(|(gi, chunk)| {
+                    let (mean, var) = mean_var(chunk);
+                    let inv = 1.0 / (var + eps as f64).sqrt();
+                    let c0 = (gi % groups) * cpg;
+                    for (ci, plane) in chunk.chunks_mut(spatial.max(1)).enumerate() {
+                        let ch = c0 + ci;
+                        let scale = inv as f32 * w.map_or(1.0, |w| w[ch]);
+                        let shift = b.map_or(0.0, |b| b[ch]);
+                        let mean = mean as f32;
+                        for v in plane {
+                            *v = (*v - mean) * scale + shift;
+                        }
                     }
-                }
-            });
+                });
         }
         Tensor::from_vec(out, s)
     }

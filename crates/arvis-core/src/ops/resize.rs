@@ -75,14 +75,16 @@ fn separable(
     let x = t.data();
     let mut out = vec![0.0f32; planes * oh * ow];
     if !out.is_empty() {
-        out.par_chunks_mut(oh * ow).enumerate().for_each(|(p, dst)| {
-            let src = &x[p * h * w..(p + 1) * h * w];
-            let mut tmp = vec![0.0f32; h * ow];
-            for y in 0..h {
-                row(&src[y * w..(y + 1) * w], &mut tmp[y * ow..(y + 1) * ow]);
-            }
-            col(&tmp, h, ow, dst);
-        });
+        out.par_chunks_mut(oh * ow)
+            .enumerate()
+            .for_each(|(p, dst)| {
+                let src = &x[p * h * w..(p + 1) * h * w];
+                let mut tmp = vec![0.0f32; h * ow];
+                for y in 0..h {
+                    row(&src[y * w..(y + 1) * w], &mut tmp[y * ow..(y + 1) * ow]);
+                }
+                col(&tmp, h, ow, dst);
+            });
     }
     Tensor::from_vec(out, &out_shape(t, oh, ow))
 }

@@ -15,7 +15,11 @@ fn desc(a: (f32, usize), b: (f32, usize)) -> Ordering {
     match (a.0.is_nan(), b.0.is_nan()) {
         (true, false) => Ordering::Less,
         (false, true) => Ordering::Greater,
-        _ => b.0.partial_cmp(&a.0).unwrap_or(Ordering::Equal).then(a.1.cmp(&b.1)),
+        _ => {
+            b.0.partial_cmp(&a.0)
+                .unwrap_or(Ordering::Equal)
+                .then(a.1.cmp(&b.1))
+        }
     }
 }
 
@@ -30,17 +34,24 @@ impl Tensor {
                 expected: numel(shape),
             });
         }
-        let a = self.to_ndarray().into_shape_with_order(IxDyn(shape)).map_err(|e| Error::Arg {
-            op: "reshape",
-            msg: e.to_string(),
-        })?;
+        let a = self
+            .to_ndarray()
+            .into_shape_with_order(IxDyn(shape))
+            .map_err(|e| Error::Arg {
+                op: "reshape",
+                msg: e.to_string(),
+            })?;
         Ok(Tensor::from_array(a))
     }
 
     /// Inserts a size-1 dim at `dim` (`0..=rank`).
     pub fn unsqueeze(&self, dim: usize) -> Result<Tensor> {
         if dim > self.rank() {
-            return Err(Error::Dim { op: "unsqueeze", dim: dim as isize, rank: self.rank() });
+            return Err(Error::Dim {
+                op: "unsqueeze",
+                dim: dim as isize,
+                rank: self.rank(),
+            });
         }
         let mut s = self.shape().to_vec();
         s.insert(dim, 1);
@@ -53,8 +64,15 @@ impl Tensor {
         let s = self.shape();
         let r = s.len();
         let mut seen = vec![false; r];
-        if perm.len() != r || perm.iter().any(|&p| p >= r || std::mem::replace(&mut seen[p], true)) {
-            return Err(Error::arg(OP, format!("{perm:?} is not a permutation of 0..{r}")));
+        if perm.len() != r
+            || perm
+                .iter()
+                .any(|&p| p >= r || std::mem::replace(&mut seen[p], true))
+        {
+            return Err(Error::arg(
+                OP,
+                format!("{perm:?} is not a permutation of 0..{r}"),
+            ));
         }
         let out_shape: Vec<usize> = perm.iter().map(|&p| s[p]).collect();
         let mut in_strides = vec![1usize; r];
@@ -68,17 +86,19 @@ impl Tensor {
         let mut out = vec![0.0f32; n];
         if n > 0 && r > 0 {
             let last_stride = strides[r - 1];
-            out.par_chunks_mut(last).enumerate().for_each(|(row, line)| {
-                // Offset of this output row's first element in the input.
-                let (mut rem, mut off) = (row, 0);
-                for d in (0..r - 1).rev() {
-                    off += (rem % out_shape[d]) * strides[d];
-                    rem /= out_shape[d];
-                }
-                for (j, v) in line.iter_mut().enumerate() {
-                    *v = x[off + j * last_stride];
-                }
-            });
+            out.par_chunks_mut(last)
+                .enumerate()
+                .for_each(|(row, line)| {
+                    // Offset of this output row's first element in the input.
+                    let (mut rem, mut off) = (row, 0);
+                    for d in (0..r - 1).rev() {
+                        off += (rem % out_shape[d]) * strides[d];
+                        rem /= out_shape[d];
+                    }
+                    for (j, v) in line.iter_mut().enumerate() {
+                        *v = x[off + j * last_stride];
+                    }
+                });
         } else if n > 0 {
             out.copy_from_slice(x);
         }
@@ -106,9 +126,16 @@ impl Tensor {
         for t in tensors {
             let s = t.shape();
             let same_rest = s.len() == base.len()
-                && s.iter().zip(base).enumerate().all(|(i, (a, b))| i == axis || a == b);
+                && s.iter()
+                    .zip(base)
+                    .enumerate()
+                    .all(|(i, (a, b))| i == axis || a == b);
             if !same_rest {
-                return Err(Error::shape(OP, format!("{base:?} except along dim {axis}"), s));
+                return Err(Error::shape(
+                    OP,
+                    format!("{base:?} except along dim {axis}"),
+                    s,
+                ));
             }
             total += s[axis];
         }
@@ -132,7 +159,10 @@ impl Tensor {
         if start.checked_add(len).is_none_or(|end| end > n) {
             return Err(Error::arg(
                 "narrow",
-                format!("range {start}..{} exceeds dim {axis} of size {n}", start + len),
+                format!(
+                    "range {start}..{} exceeds dim {axis} of size {n}",
+                    start + len
+                ),
             ));
         }
         let x = self.data();
@@ -150,7 +180,10 @@ impl Tensor {
     pub fn split(&self, sizes: &[usize], dim: isize) -> Result<Vec<Tensor>> {
         let n = self.dim(dim)?;
         if sizes.iter().sum::<usize>() != n {
-            return Err(Error::arg("split", format!("sizes {sizes:?} do not sum to {n}")));
+            return Err(Error::arg(
+                "split",
+                format!("sizes {sizes:?} do not sum to {n}"),
+            ));
         }
         let mut start = 0;
         sizes
@@ -166,8 +199,11 @@ impl Tensor {
     /// Splits along `dim` into `chunks` equal pieces (`torch.chunk` with an exact division).
     pub fn chunk(&self, chunks: usize, dim: isize) -> Result<Vec<Tensor>> {
         let n = self.dim(dim)?;
-        if chunks == 0 || n % chunks != 0 {
-            return Err(Error::arg("chunk", format!("dim of size {n} is not divisible by {chunks}")));
+        if chunks == 0 || !n.is_multiple_of(chunks) {
+            return Err(Error::arg(
+                "chunk",
+                format!("dim of size {n} is not divisible by {chunks}"),
+            ));
         }
         self.split(&vec![n / chunks; chunks], dim)
     }
@@ -180,14 +216,19 @@ impl Tensor {
         }
         let (v, d) = (s[0], s[1]);
         if let Some(&bad) = ids.iter().find(|&&i| i as usize >= v) {
-            return Err(Error::arg("embedding", format!("id {bad} out of range for {v} rows")));
+            return Err(Error::arg(
+                "embedding",
+                format!("id {bad} out of range for {v} rows"),
+            ));
         }
         let table = self.data();
         let mut out = vec![0.0f32; ids.len() * d];
         if d > 0 {
-            out.par_chunks_mut(d).zip(ids.par_iter()).for_each(|(row, &i)| {
-                row.copy_from_slice(&table[i as usize * d..(i as usize + 1) * d]);
-            });
+            out.par_chunks_mut(d)
+                .zip(ids.par_iter())
+                .for_each(|(row, &i)| {
+                    row.copy_from_slice(&table[i as usize * d..(i as usize + 1) * d]);
+                });
         }
         Tensor::from_vec(out, &[ids.len(), d])
     }
@@ -225,7 +266,10 @@ impl Tensor {
             return Err(Error::shape("topk", "rank >= 1", s));
         };
         if k > n {
-            return Err(Error::arg("topk", format!("k = {k} exceeds the last dim ({n})")));
+            return Err(Error::arg(
+                "topk",
+                format!("k = {k} exceeds the last dim ({n})"),
+            ));
         }
         let rows = numel(&s[..s.len() - 1]);
         let x = self.data();
@@ -240,7 +284,10 @@ impl Tensor {
                 }
                 idx.truncate(k);
                 idx.sort_unstable_by(cmp);
-                (idx.iter().map(|&i| row[i]).collect(), idx.iter().map(|&i| i as u32).collect())
+                (
+                    idx.iter().map(|&i| row[i]).collect(),
+                    idx.iter().map(|&i| i as u32).collect(),
+                )
             })
             .collect();
         let mut vals = Vec::with_capacity(rows * k);

@@ -63,15 +63,27 @@ pub fn naive_matmul(
         let idx = unravel(flat, &bo);
         let off = |p: &[usize]| {
             let st = strides(p);
-            idx.iter().zip(p).zip(&st).map(|((&i, &d), &s)| if d == 1 { 0 } else { i * s }).sum::<usize>()
+            idx.iter()
+                .zip(p)
+                .zip(&st)
+                .map(|((&i, &d), &s)| if d == 1 { 0 } else { i * s })
+                .sum::<usize>()
         };
         let (oa, ob) = (off(&pa) * ra * ca, off(&pb) * rb * cb);
         for i in 0..m {
             for j in 0..n {
                 let mut acc = 0.0;
                 for p in 0..k {
-                    let av = if ta { a[oa + p * ca + i] } else { a[oa + i * ca + p] };
-                    let bv = if tb { b[ob + j * cb + p] } else { b[ob + p * cb + j] };
+                    let av = if ta {
+                        a[oa + p * ca + i]
+                    } else {
+                        a[oa + i * ca + p]
+                    };
+                    let bv = if tb {
+                        b[ob + j * cb + p]
+                    } else {
+                        b[ob + p * cb + j]
+                    };
                     acc += av * bv;
                 }
                 out.push(acc);
@@ -84,7 +96,13 @@ pub fn naive_matmul(
 }
 
 /// Numpy broadcasting by explicit index mapping.
-pub fn naive_broadcast(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], f: fn(f64, f64) -> f64) -> (Vec<f64>, Vec<usize>) {
+pub fn naive_broadcast(
+    a: &[f64],
+    sa: &[usize],
+    b: &[f64],
+    sb: &[usize],
+    f: fn(f64, f64) -> f64,
+) -> (Vec<f64>, Vec<usize>) {
     let rank = sa.len().max(sb.len());
     let pad = |s: &[usize]| {
         let mut v = vec![1; rank - s.len()];
@@ -97,8 +115,12 @@ pub fn naive_broadcast(a: &[f64], sa: &[usize], b: &[f64], sb: &[usize], f: fn(f
     let out = (0..numel(&so))
         .map(|flat| {
             let idx = unravel(flat, &so);
-            let ia: usize = (0..rank).map(|d| if pa[d] == 1 { 0 } else { idx[d] * sta[d] }).sum();
-            let ib: usize = (0..rank).map(|d| if pb[d] == 1 { 0 } else { idx[d] * stb[d] }).sum();
+            let ia: usize = (0..rank)
+                .map(|d| if pa[d] == 1 { 0 } else { idx[d] * sta[d] })
+                .sum();
+            let ib: usize = (0..rank)
+                .map(|d| if pb[d] == 1 { 0 } else { idx[d] * stb[d] })
+                .sum();
             f(a[ia], b[ib])
         })
         .collect();
