@@ -65,6 +65,8 @@ fn bench_matmul(c: &mut Criterion) {
     x.linear(&w, Some(&bias))
         .expect("linear must succeed on valid shapes");
     let mut group = c.benchmark_group("arvis-core/linear");
+    // ~35 ms an iteration: 10 linearly growing samples need ~2 s, give them 3.
+    group.measurement_time(Duration::from_secs(3));
     group.throughput(Throughput::Elements(matmul_flops(m, k, n)));
     group.bench_function(BenchmarkId::new(CPU, shape_id(&[m, k, n])), |bch| {
         bch.iter(|| black_box(black_box(&x).linear(black_box(&w), Some(black_box(&bias)))))

@@ -68,6 +68,7 @@ pub enum Baseline {
 pub fn run(args: &BenchArgs) -> XResult<()> {
     let root = workspace_root();
     let started = SystemTime::now();
+    let load_before = load_average();
     if !args.report_only {
         let mut cmd = cargo();
         cmd.args(["bench", "-p", "arvis-benches", "--bench", "core_ops"]);
@@ -110,6 +111,7 @@ pub fn run(args: &BenchArgs) -> XResult<()> {
         baseline: &baseline,
         command,
         run_started: (!args.report_only).then_some(started),
+        load: (!args.report_only).then(|| (load_before, load_average())),
         rustc: tool_version("rustc"),
         git: git_describe(),
     };
@@ -200,6 +202,12 @@ fn try_baseline(filter: Option<&str>) -> XResult<Baseline> {
         python,
         removed_env,
     })
+}
+
+/// The 1-minute load average (`/proc/loadavg`), if readable.
+fn load_average() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 /// First line of `<tool> -V`.

@@ -44,6 +44,8 @@ pub struct Report<'a> {
     /// When `cargo bench` started (results older than this were not re-run); `None` with
     /// `--report-only`.
     pub run_started: Option<SystemTime>,
+    /// 1-minute load average before and after `cargo bench` (`None` with `--report-only`).
+    pub load: Option<(Option<f64>, Option<f64>)>,
     /// `rustc -V`.
     pub rustc: Option<String>,
     /// `git describe`.
@@ -163,6 +165,25 @@ fn header(s: &mut String, r: &Report<'_>) {
         p.assumption,
         p.ghz_source,
     );
+    let best = r
+        .results
+        .iter()
+        .filter_map(|b| match b.throughput {
+            Some(Throughput::Flops(n)) if b.median_s > 0.0 => Some(n as f64 / b.median_s),
+            _ => None,
+        })
+        .fold(0.0f64, f64::max);
+    if best > p.flops() {
+        let per_cycle = f64::from(p.flops_per_cycle()) * p.cores as f64;
+        let _ = writeln!(
+            s,
+            "- **Effective clock:** the best measured rate ({:.1} GFLOP/s) exceeds that peak, so \
+             the cores ran at ≥ {:.2} GHz (boost); set `ARVIS_PEAK_GHZ` to rate against the \
+             boost clock instead.",
+            best / 1e9,
+            best / per_cycle / 1e9,
+        );
+    }
     let _ = writeln!(
         s,
         "- **Build:** {}{}",
@@ -172,6 +193,17 @@ fn header(s: &mut String, r: &Report<'_>) {
             .map(|g| format!(", git `{g}`"))
             .unwrap_or_default()
     );
+    if let Some((before, after)) = r.load {
+        let f = |l: Option<f64>| l.map_or("?".into(), |l| format!("{l:.2}"));
+        let _ = writeln!(
+            s,
+            "- **Load average (1 min):** {} before the build, {} after the benches (the \
+             benches themselves account for up to {}): other work on the machine skews results.",
+            f(before),
+            f(after),
+            r.peak.cores,
+        );
+    }
     let _ = writeln!(s, "- **numpy baseline:** {}", baseline_summary(r.baseline));
     s.push_str(
         "\nAll times are **medians**: criterion with `sample_size(10)` and short windows, numpy \
@@ -427,6 +459,7 @@ mod tests {
             baseline: &baseline,
             command: "cargo xtask bench".into(),
             run_started: None,
+            load: None,
             rustc: None,
             git: None,
         };
