@@ -343,6 +343,8 @@ fn conv2d_matches_naive_for_strides_and_paddings() -> TestResult {
         ([1, 3, 4, 4], 2, 3, 1, [0; 4]),
         ([1, 2, 3, 9], 2, 2, 3, [1, 0, 2, 1]),
         ([1, 64, 70, 120], 3, 3, 1, [1; 4]), // several im2col row blocks
+        ([1, 2, 2, 1], 2, 3, 1, [0, 1, 5, 0]), // window entirely in the padding for some taps
+        ([1, 1, 3, 2], 1, 1, 1, [2, 2, 4, 4]),
     ];
     for (i, &(sx, o, k, s, pad)) in cases.iter().enumerate() {
         let x = randn(&sx, i as u64);

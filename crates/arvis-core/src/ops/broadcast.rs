@@ -41,7 +41,12 @@ fn is_trailing(a: &[usize], b: &[usize]) -> bool {
     b.len() <= a.len() && a[a.len() - b.len()..] == *b
 }
 
-fn binary(op: &'static str, a: &Tensor, b: &Tensor, f: fn(f32, f32) -> f32) -> Result<Tensor> {
+/// Generic over the operation so each op is monomorphised and inlined into its loops (a function
+/// pointer would cost a call per element and block vectorisation).
+fn binary<F>(op: &'static str, a: &Tensor, b: &Tensor, f: F) -> Result<Tensor>
+where
+    F: Fn(f32, f32) -> f32 + Copy + Send + Sync,
+{
     let (sa, sb) = (a.shape(), b.shape());
     let out_shape = broadcast_shapes(sa, sb).ok_or_else(|| Error::Broadcast {
         op,

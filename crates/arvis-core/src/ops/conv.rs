@@ -154,6 +154,21 @@ impl Tensor {
                             continue;
                         }
                         let src = &xc[iy as usize * w..(iy as usize + 1) * w];
+                        if sw == 1 {
+                            // Unit stride: the row is a shifted copy of the input row with zero
+                            // fill where the window hangs over the padding.
+                            let shift = kx as isize - pad.left as isize;
+                            let lo = (-shift).clamp(0, wo as isize) as usize;
+                            let hi = (w as isize - shift).clamp(lo as isize, wo as isize) as usize;
+                            line[..lo].fill(0.0);
+                            if hi > lo {
+                                // lo + shift >= 0 whenever the span is non-empty.
+                                let start = (lo as isize + shift) as usize;
+                                line[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
+                            }
+                            line[hi..].fill(0.0);
+                            continue;
+                        }
                         for (ox, v) in line.iter_mut().enumerate() {
                             let ix = (ox * sw + kx) as isize - pad.left as isize;
                             *v = if ix >= 0 && ix < w as isize {

@@ -7,6 +7,7 @@
 mod broadcast;
 mod conv;
 pub(crate) mod gemm;
+pub(crate) mod lanes;
 mod matmul;
 mod norm;
 mod resize;
@@ -16,5 +17,6 @@ mod unary;
 
 pub use broadcast::broadcast_shapes;
 pub use conv::{Conv2dParams, Padding2d};
+pub use lanes::exp_f32;
 pub use shape::axis_index;
 pub use unary::{gelu_erf, gelu_tanh, sigmoid, silu};

@@ -2,6 +2,9 @@
 
 use rayon::prelude::*;
 
+use super::lanes;
+use multiversion::multiversion;
+
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, numel, outer_n_inner};
 
@@ -12,14 +15,6 @@ fn check_param(op: &'static str, p: Option<&Tensor>, len: usize, what: &str) -> 
         }
         _ => Ok(()),
     }
-}
-
-/// Mean and biased variance of a row, two-pass with f64 accumulation.
-fn mean_var(row: &[f32]) -> (f64, f64) {
-    let n = row.len() as f64;
-    let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = row.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-    (mean, var)
 }
 
 impl Tensor {
@@ -38,23 +33,12 @@ impl Tensor {
         check_param(OP, weight, c, "weight")?;
         check_param(OP, bias, c, "bias")?;
         let (w, b) = (weight.map(Tensor::data), bias.map(Tensor::data));
-        let mut out = self.to_vec();
+        let x = self.data();
+        let mut out = vec![0.0f32; x.len()];
         if c > 0 {
-            out.par_chunks_mut(c).for_each(|row| {
-                let (mean, var) = mean_var(row);
-                let inv = 1.0 / (var + eps as f64).sqrt();
-                let (mean, inv) = (mean as f32, inv as f32);
-                for (i, v) in row.iter_mut().enumerate() {
-                    let mut y = (*v - mean) * inv;
-                    if let Some(w) = w {
-                        y *= w[i];
-                    }
-                    if let Some(b) = b {
-                        y += b[i];
-                    }
-                    *v = y;
-                }
-            });
+            out.par_chunks_mut(c)
+                .zip(x.par_chunks(c))
+                .for_each(|(dst, row)| layer_norm_row(dst, row, w, b, eps));
         }
         Tensor::from_vec(out, self.shape())
     }
@@ -67,18 +51,12 @@ impl Tensor {
         };
         check_param(OP, weight, c, "weight")?;
         let w = weight.map(Tensor::data);
-        let mut out = self.to_vec();
+        let x = self.data();
+        let mut out = vec![0.0f32; x.len()];
         if c > 0 {
-            out.par_chunks_mut(c).for_each(|row| {
-                let ms = row.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / c as f64;
-                let inv = (1.0 / (ms + eps as f64).sqrt()) as f32;
-                for (i, v) in row.iter_mut().enumerate() {
-                    *v *= inv;
-                    if let Some(w) = w {
-                        *v *= w[i];
-                    }
-                }
-            });
+            out.par_chunks_mut(c)
+                .zip(x.par_chunks(c))
+                .for_each(|(dst, row)| rms_norm_row(dst, row, w, eps));
         }
         Tensor::from_vec(out, self.shape())
     }
@@ -110,23 +88,17 @@ impl Tensor {
         let spatial = numel(&s[2..]);
         let cpg = c / groups;
         let group_len = cpg * spatial;
-        let mut out = self.to_vec();
+        let x = self.data();
+        let mut out = vec![0.0f32; x.len()];
         if group_len > 0 {
             out.par_chunks_mut(group_len)
+                .zip(x.par_chunks(group_len))
                 .enumerate()
-                .for_each(|(gi, chunk)| {
-                    let (mean, var) = mean_var(chunk);
-                    let inv = 1.0 / (var + eps as f64).sqrt();
+                .for_each(|(gi, (dst, src))| {
                     let c0 = (gi % groups) * cpg;
-                    for (ci, plane) in chunk.chunks_mut(spatial.max(1)).enumerate() {
-                        let ch = c0 + ci;
-                        let scale = inv as f32 * w.map_or(1.0, |w| w[ch]);
-                        let shift = b.map_or(0.0, |b| b[ch]);
-                        let mean = mean as f32;
-                        for v in plane {
-                            *v = (*v - mean) * scale + shift;
-                        }
-                    }
+                    let w = w.map(|w| &w[c0..c0 + cpg]);
+                    let b = b.map(|b| &b[c0..c0 + cpg]);
+                    group_norm_group(dst, src, spatial, w, b, eps);
                 });
         }
         Tensor::from_vec(out, s)
@@ -149,5 +121,79 @@ impl Tensor {
             });
         }
         Tensor::from_vec(out, self.shape())
+    }
+}
+
+/// One layer-norm row: `(x − mean)·inv·w + b`, with a loop per affine variant so each vectorises
+/// without per-element branches.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn layer_norm_row(dst: &mut [f32], row: &[f32], w: Option<&[f32]>, b: Option<&[f32]>, eps: f32) {
+    let (mean, var) = lanes::mean_var(row);
+    let inv = 1.0 / (var + eps).sqrt();
+    match (w, b) {
+        (Some(w), Some(b)) => {
+            for (((d, &v), &w), &b) in dst.iter_mut().zip(row).zip(w).zip(b) {
+                *d = (v - mean) * inv * w + b;
+            }
+        }
+        (Some(w), None) => {
+            for ((d, &v), &w) in dst.iter_mut().zip(row).zip(w) {
+                *d = (v - mean) * inv * w;
+            }
+        }
+        (None, Some(b)) => {
+            for ((d, &v), &b) in dst.iter_mut().zip(row).zip(b) {
+                *d = (v - mean) * inv + b;
+            }
+        }
+        (None, None) => {
+            for (d, &v) in dst.iter_mut().zip(row) {
+                *d = (v - mean) * inv;
+            }
+        }
+    }
+}
+
+/// One RMS-norm row: `x / √(mean(x²) + eps) · w`.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn rms_norm_row(dst: &mut [f32], row: &[f32], w: Option<&[f32]>, eps: f32) {
+    let ms = lanes::sum_map(row, |v| v * v) / row.len() as f64;
+    let inv = (1.0 / (ms + eps as f64).sqrt()) as f32;
+    match w {
+        Some(w) => {
+            for ((d, &v), &w) in dst.iter_mut().zip(row).zip(w) {
+                *d = v * inv * w;
+            }
+        }
+        None => {
+            for (d, &v) in dst.iter_mut().zip(row) {
+                *d = v * inv;
+            }
+        }
+    }
+}
+
+/// One (sample, group) of a group norm: statistics over all its channels' planes, then the
+/// per-channel affine (`w`, `b` already sliced to this group's channels).
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
+fn group_norm_group(
+    dst: &mut [f32],
+    src: &[f32],
+    spatial: usize,
+    w: Option<&[f32]>,
+    b: Option<&[f32]>,
+    eps: f32,
+) {
+    let (mean, var) = lanes::mean_var(src);
+    let inv = 1.0 / (var + eps).sqrt();
+    let planes = dst
+        .chunks_mut(spatial.max(1))
+        .zip(src.chunks(spatial.max(1)));
+    for (ci, (d, x)) in planes.enumerate() {
+        let scale = inv * w.map_or(1.0, |w| w[ci]);
+        let shift = b.map_or(0.0, |b| b[ci]);
+        for (d, &v) in d.iter_mut().zip(x) {
+            *d = (v - mean) * scale + shift;
+        }
     }
 }

@@ -1,39 +1,40 @@
 //! Softmax and log-softmax along any dimension.
 
+use multiversion::multiversion;
 use rayon::prelude::*;
 
+use super::lanes;
 use crate::error::Result;
 use crate::tensor::{Tensor, outer_n_inner};
 
 /// Numerically stable softmax of one contiguous row, in place.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 pub(crate) fn softmax_row(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if max == f32::NEG_INFINITY {
-        // All entries masked: PyTorch yields NaN; keep the row as is (-inf) would poison callers
-        // silently, so match PyTorch.
+    let max = lanes::max(row);
+    if max == f32::NEG_INFINITY || max.is_nan() {
+        // All entries masked (or NaN present): PyTorch yields NaN, so do we.
         row.fill(f32::NAN);
         return;
     }
-    let mut sum = 0.0f32;
     for v in row.iter_mut() {
-        *v = (*v - max).exp();
-        sum += *v;
+        *v = lanes::exp_f32(*v - max);
     }
-    let inv = 1.0 / sum;
+    let inv = (1.0 / lanes::sum(row)) as f32;
     for v in row.iter_mut() {
         *v *= inv;
     }
 }
 
 /// Log-softmax of one contiguous row, in place: `x - max - ln Σ exp(x - max)`.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 pub(crate) fn log_softmax_row(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if max == f32::NEG_INFINITY {
+    let max = lanes::max(row);
+    if max == f32::NEG_INFINITY || max.is_nan() {
         row.fill(f32::NAN);
         return;
     }
-    let sum: f32 = row.iter().map(|&v| (v - max).exp()).sum();
-    let shift = max + sum.ln();
+    let sum = lanes::sum_map(row, |v| lanes::exp_f32(v - max));
+    let shift = max + sum.ln() as f32;
     for v in row.iter_mut() {
         *v -= shift;
     }
@@ -42,13 +43,21 @@ pub(crate) fn log_softmax_row(row: &mut [f32]) {
 fn along(t: &Tensor, op: &'static str, dim: isize, f: fn(&mut [f32])) -> Result<Tensor> {
     let axis = t.axis(op, dim)?;
     let (_, n, inner) = outer_n_inner(t.shape(), axis);
-    let mut out = t.to_vec();
-    if n == 0 || out.is_empty() {
-        return Tensor::from_vec(out, t.shape());
+    if n == 0 || t.numel() == 0 {
+        return Ok(t.clone());
     }
+    let x = t.data();
+    let mut out = vec![0.0f32; x.len()];
     if inner == 1 {
-        out.par_chunks_mut(n).for_each(f);
+        // Copy row by row so each row is transformed while it is still in cache.
+        out.par_chunks_mut(n)
+            .zip(x.par_chunks(n))
+            .for_each(|(dst, row)| {
+                dst.copy_from_slice(row);
+                f(dst);
+            });
     } else {
+        out.copy_from_slice(x);
         // Strided rows: gather each into a scratch row, transform, scatter back.
         out.par_chunks_mut(n * inner).for_each(|block| {
             let mut row = vec![0.0f32; n];
