@@ -100,10 +100,10 @@ pub fn exp_f32(x: f32) -> f32 {
     let n = t - SHIFTER;
     let r = (xc - n * LN2_HI) - n * LN2_LO;
     // Taylor coefficients 1/k! (k = 2..6) in Horner form; exact enough on |r| ≤ 0.347.
-    let p = 1.388_888_9e-3f32;
-    let p = p * r + 8.333_333_5e-3;
-    let p = p * r + 4.166_666_8e-2;
-    let p = p * r + 1.666_666_7e-1;
+    let p = 1.0f32 / 720.0;
+    let p = p * r + 1.0 / 120.0;
+    let p = p * r + 1.0 / 24.0;
+    let p = p * r + 1.0 / 6.0;
     let p = p * r + 0.5;
     let er = (p * r * r) + r + 1.0;
     let ni = t.to_bits() as i32 - SHIFTER.to_bits() as i32;
