@@ -6,8 +6,12 @@
 //!   **"elements" are FLOPs** (a multiply-add counts as 2), so criterion's "elem/s" is FLOP/s;
 //! - memory-bound ops (layer norm, softmax, stream copy): `Throughput::Bytes(read + write)`.
 //!
-//! `arvis-core/stream_copy/cpu/<bytes>` is the machine's memory-bandwidth reference, measured in
-//! the same run so the memory-bound ops can be stated as a fraction of what the memory delivers.
+//! Two machine references are measured in the same run:
+//! - `arvis-core/stream_copy/cpu/<bytes>`: memory bandwidth, so the memory-bound ops can be
+//!   stated as a fraction of what the memory delivers;
+//! - `arvis-core/fma_peak/cpu/<threads>`: f32 FMA throughput on every rayon thread, so the
+//!   compute-bound ops can be stated as a fraction of what the cores deliver at the clock they
+//!   actually run at (boost included), not of a peak computed from the nominal clock.
 //!
 //! CPU ops are synchronous: when a call returns, the result is computed, so no device sync is
 //! needed. A future GPU path must synchronise (wait for the queue) inside the timed closure, or
@@ -21,7 +25,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use arvis_benches::{
-    conv2d_flops, copy_pool, matmul_flops, read_write_bytes, shape_id, stream_copy,
+    FMA_PEAK_ITERS, FmaKernel, conv2d_flops, copy_pool, fma_peak, matmul_flops, read_write_bytes,
+    shape_id, stream_copy,
 };
 use arvis_core::ops::{Conv2dParams, Padding2d};
 use arvis_core::{SeededRng, Tensor};
@@ -159,9 +164,32 @@ fn bench_stream_copy(c: &mut Criterion) {
     group.finish();
 }
 
+/// Compute reference: independent f32 FMA chains ([`FmaKernel::detect`]: AVX-512, else
+/// AVX2 + FMA, else a labelled scalar fallback) on every thread of rayon's global pool, the
+/// pool the ops use. Throughput: FLOPs (`threads · iters · accumulators · lanes · 2`). The id's
+/// last part is the thread count.
+fn bench_fma_peak(c: &mut Criterion) {
+    let kernel = FmaKernel::detect();
+    let threads = rayon::current_num_threads();
+    eprintln!(
+        "arvis-core/fma_peak: {} on {threads} rayon threads",
+        kernel.label()
+    );
+    black_box(fma_peak(kernel, FMA_PEAK_ITERS));
+    let mut group = c.benchmark_group("arvis-core/fma_peak");
+    // ~5 ms an iteration: about 1 s of measurement in all.
+    group.warm_up_time(Duration::from_millis(300));
+    group.measurement_time(Duration::from_secs(1));
+    group.throughput(Throughput::Elements(kernel.flops(threads, FMA_PEAK_ITERS)));
+    group.bench_function(BenchmarkId::new(CPU, threads), |bch| {
+        bch.iter(|| black_box(fma_peak(kernel, black_box(FMA_PEAK_ITERS))))
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = core_ops;
     config = config();
-    targets = bench_stream_copy, bench_matmul, bench_conv2d, bench_rowwise
+    targets = bench_stream_copy, bench_fma_peak, bench_matmul, bench_conv2d, bench_rowwise
 }
 criterion_main!(core_ops);

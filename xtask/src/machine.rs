@@ -1,4 +1,7 @@
 //! Machine description and theoretical peak FLOP/s, from `/proc/cpuinfo` (no `lscpu`).
+//!
+//! The theoretical peak is secondary: the report prefers the `fma_peak` bench, which measures
+//! the FMA throughput at the clock the cores actually run at.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -171,12 +174,17 @@ pub fn fma_model(cpu: &CpuInfo) -> (u32, u32, String) {
     (1, 4, "unknown CPU: assumes 1 x 128-bit FMA pipe".into())
 }
 
-/// Peak f32 FLOP/s of the cores this process may use.
+/// [`Peak::ghz_source`] when the clock is `cpu MHz` of `/proc/cpuinfo`.
+pub const GHZ_FROM_CPUINFO: &str = "/proc/cpuinfo `cpu MHz`";
+
+/// Theoretical peak f32 FLOP/s of the cores this process may use.
 ///
 /// Cores: the physical cores listed (SMT siblings share FMA pipes), capped by the CPUs this
 /// process may run on. In a VM each vCPU is listed as a core; if the host gave two SMT
 /// siblings of one physical core, the peak is overstated twice. Clock: `$ARVIS_PEAK_GHZ` or
-/// `cpu MHz` (usually the base clock: turbo can push measured FLOP/s above 100 %).
+/// `cpu MHz` (usually the base clock: boost can push measured FLOP/s above it, which is why
+/// the report rates compute-bound ops against the measured `fma_peak` bench when it has one
+/// and shows this figure as a secondary reference).
 pub fn peak(cpu: &CpuInfo) -> Peak {
     let (fma_pipes, lanes, assumption) = fma_model(cpu);
     let allowed = std::thread::available_parallelism().map_or(1, usize::from);
@@ -191,7 +199,7 @@ pub fn peak(cpu: &CpuInfo) -> Peak {
     {
         Some(g) => (g, "ARVIS_PEAK_GHZ"),
         None => match cpu.mhz {
-            Some(mhz) => (mhz / 1000.0, "/proc/cpuinfo `cpu MHz`"),
+            Some(mhz) => (mhz / 1000.0, GHZ_FROM_CPUINFO),
             None => (1.0, "unknown (1 GHz assumed)"),
         },
     };

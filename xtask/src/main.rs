@@ -36,7 +36,9 @@ Commands:
 
 Environment:
   ARVIS_PYTHON          interpreter for the numpy baseline (default: python3)
-  ARVIS_PEAK_GHZ        clock used for the peak FLOP/s (default: `cpu MHz` of /proc/cpuinfo)
+  ARVIS_PEAK_GHZ        clock of the theoretical peak FLOP/s (default: `cpu MHz` of
+                        /proc/cpuinfo); compute-bound ops are rated against the measured
+                        `fma_peak` bench instead when target/criterion has it
   CARGO_TARGET_DIR      where criterion's data is read (default: <workspace>/target)
 ";
 

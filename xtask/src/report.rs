@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::bench::Baseline;
 use crate::criterion::{BenchResult, Throughput};
-use crate::machine::{CpuInfo, Peak};
+use crate::machine::{self, CpuInfo, Peak};
 
 /// Marker line: what follows it is preserved between runs.
 pub const NOTES_MARKER: &str = "<!-- notes -->";
@@ -19,15 +19,109 @@ pub const NOTES_MARKER: &str = "<!-- notes -->";
 /// Id prefix of the memory-bandwidth reference bench.
 const STREAM_COPY: &str = "arvis-core/stream_copy/cpu/";
 
+/// Id prefix of the f32 FMA-throughput reference bench (last part: rayon threads).
+const FMA_PEAK: &str = "arvis-core/fma_peak/cpu/";
+
+/// Groups of the machine-reference benches: shown in their own table, not rated against
+/// themselves.
+const REFERENCE_GROUPS: [&str; 2] = ["arvis-core/fma_peak", "arvis-core/stream_copy"];
+
 /// Op order of the tables (others follow alphabetically).
-const OP_ORDER: [&str; 6] = [
-    "matmul",
-    "linear",
-    "conv2d",
-    "layer_norm",
-    "softmax",
-    "stream_copy",
-];
+const OP_ORDER: [&str; 5] = ["matmul", "linear", "conv2d", "layer_norm", "softmax"];
+
+/// A machine reference measured by the benches (`fma_peak`, `stream_copy`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reference {
+    /// The bench id.
+    pub id: String,
+    /// FLOP/s (`fma_peak`) or bytes/s (`stream_copy`), from the median time.
+    pub rate: f64,
+    /// From an earlier run than this command (filtered out, still in `target/criterion`).
+    pub stale: bool,
+}
+
+/// The result of `prefix` with a positive rate; with several (e.g. another thread count from
+/// an older run), the most recently written.
+fn find_reference(
+    results: &[BenchResult],
+    prefix: &str,
+    run_started: Option<SystemTime>,
+) -> Option<Reference> {
+    results
+        .iter()
+        .filter(|b| b.id.starts_with(prefix) && b.median_s > 0.0)
+        .filter_map(|b| {
+            let n = match b.throughput? {
+                Throughput::Flops(n) | Throughput::Bytes(n) => n,
+            };
+            (n > 0).then(|| (b, n as f64 / b.median_s))
+        })
+        .max_by(|(a, ra), (b, rb)| a.modified.cmp(&b.modified).then(ra.total_cmp(rb)))
+        .map(|(b, rate)| Reference {
+            id: b.id.clone(),
+            rate,
+            stale: is_stale(run_started, b),
+        })
+}
+
+/// What the compute-bound ops' "% of peak" columns are relative to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ComputePeak {
+    /// The `fma_peak` bench: f32 FMA throughput measured on all rayon threads (boost
+    /// included).
+    Measured(Reference),
+    /// `fma_peak` is not in `target/criterion`: the theoretical peak from `/proc/cpuinfo`
+    /// (base clock), in FLOP/s.
+    Theoretical(f64),
+}
+
+impl ComputePeak {
+    /// The reference, in FLOP/s.
+    pub fn flops(&self) -> f64 {
+        match self {
+            Self::Measured(r) => r.rate,
+            Self::Theoretical(f) => *f,
+        }
+    }
+
+    /// The column heading's reference, e.g. `measured FMA peak (210 GFLOP/s)`.
+    pub fn label(&self) -> String {
+        let kind = match self {
+            Self::Measured(_) => "measured FMA peak",
+            Self::Theoretical(_) => "theoretical peak",
+        };
+        format!("{kind} ({:.0} GFLOP/s)", self.flops() / 1e9)
+    }
+}
+
+/// The measured `fma_peak` if `target/criterion` has it (this run or an earlier one), else
+/// the theoretical peak.
+pub fn compute_peak(
+    results: &[BenchResult],
+    theoretical: &Peak,
+    run_started: Option<SystemTime>,
+) -> ComputePeak {
+    find_reference(results, FMA_PEAK, run_started)
+        .filter(|r| r.rate.is_finite())
+        .map_or(
+            ComputePeak::Theoretical(theoretical.flops()),
+            ComputePeak::Measured,
+        )
+}
+
+/// Whether `b` predates this run (`None` with `--report-only`: nothing is stale).
+fn is_stale(run_started: Option<SystemTime>, b: &BenchResult) -> bool {
+    match (run_started, b.modified) {
+        (Some(start), Some(m)) => m < start,
+        _ => false,
+    }
+}
+
+/// The references the tables are rated against.
+struct Refs {
+    compute: ComputePeak,
+    stream: Option<Reference>,
+}
 
 /// Everything the report shows.
 pub struct Report<'a> {
@@ -58,6 +152,8 @@ const DEFAULT_NOTES: &str = "\
 _Hand-written: `cargo xtask bench` keeps everything from the `notes` marker above to the end
 of the file._
 
+- Compute-bound ops are rated against `fma_peak` (independent f32 FMA chains on every rayon
+  thread), which runs at the boosted clock like the ops; the cpuinfo peak uses the base clock.
 - FLOPs: matmul/linear `2·m·n·k`; conv2d `2·O·I·kh·kw·H·W` (bias not counted). Layer norm
   (~8 FLOP/element) and softmax (~5 FLOP/element, `exp` counted as one) are memory-bound
   (~1 FLOP/byte) and are rated in GB/s of read + write traffic (`2·4·numel`) against the
@@ -68,23 +164,27 @@ of the file._
 /// Produces the whole markdown file; `previous` is the current file, if any.
 pub fn render(r: &Report<'_>, previous: Option<&str>) -> String {
     let mut s = String::new();
-    header(&mut s, r);
-    let stream_bw = r
-        .results
-        .iter()
-        .find(|b| b.id.starts_with(STREAM_COPY))
-        .and_then(|b| match b.throughput {
-            Some(Throughput::Bytes(n)) => Some(n as f64 / b.median_s),
-            _ => None,
-        });
+    let refs = Refs {
+        compute: compute_peak(r.results, r.peak, r.run_started),
+        stream: find_reference(r.results, STREAM_COPY, r.run_started),
+    };
+    header(&mut s, r, &refs.compute);
     let mut stale = false;
+    let mut references = Vec::new();
     for (group, mut rows) in groups(r.results) {
         rows.sort_by(|a, b| {
             amount(a.throughput)
                 .total_cmp(&amount(b.throughput))
                 .then_with(|| a.id.cmp(&b.id))
         });
-        stale |= table(&mut s, r, &group, &rows, stream_bw);
+        if REFERENCE_GROUPS.contains(&group.as_str()) {
+            references.extend(rows);
+        } else {
+            stale |= table(&mut s, r, &group, &rows, &refs);
+        }
+    }
+    if !references.is_empty() {
+        stale |= reference_table(&mut s, r, &references, &refs);
     }
     if stale {
         s.push_str(
@@ -127,7 +227,7 @@ fn groups(results: &[BenchResult]) -> Vec<(String, Vec<&BenchResult>)> {
     v
 }
 
-fn header(s: &mut String, r: &Report<'_>) {
+fn header(s: &mut String, r: &Report<'_>, compute: &ComputePeak) {
     let cpu = r.cpu;
     let p = r.peak;
     s.push_str("# arvis benchmarks\n\n");
@@ -151,11 +251,9 @@ fn header(s: &mut String, r: &Report<'_>) {
         cpu.mhz.map_or("?".into(), |m| format!("{m:.0}")),
         cpu.simd_summary(),
     );
-    let _ = writeln!(
-        s,
-        "- **Peak f32:** {} cores × {} FLOP/cycle ({} FMA pipes × {} lanes × 2) × {:.3} GHz = \
-         **{:.1} GFLOP/s**. Assumption: {}. Clock from {}; turbo can exceed it, so > 100 % is \
-         possible.",
+    let theoretical = format!(
+        "{} cores × {} FLOP/cycle ({} FMA pipes × {} lanes × 2) × {:.3} GHz = **{:.1} GFLOP/s**. \
+         Assumption: {}. Clock from {}",
         p.cores,
         p.flops_per_cycle(),
         p.fma_pipes,
@@ -165,24 +263,75 @@ fn header(s: &mut String, r: &Report<'_>) {
         p.assumption,
         p.ghz_source,
     );
-    let best = r
-        .results
-        .iter()
-        .filter_map(|b| match b.throughput {
-            Some(Throughput::Flops(n)) if b.median_s > 0.0 => Some(n as f64 / b.median_s),
-            _ => None,
-        })
-        .fold(0.0f64, f64::max);
-    if best > p.flops() {
-        let per_cycle = f64::from(p.flops_per_cycle()) * p.cores as f64;
-        let _ = writeln!(
-            s,
-            "- **Effective clock:** the best measured rate ({:.1} GFLOP/s) exceeds that peak, so \
-             the cores ran at ≥ {:.2} GHz (boost); set `ARVIS_PEAK_GHZ` to rate against the \
-             boost clock instead.",
-            best / 1e9,
-            best / per_cycle / 1e9,
-        );
+    let per_cycle = f64::from(p.flops_per_cycle()) * p.cores as f64;
+    match compute {
+        ComputePeak::Measured(m) => {
+            let kernel = fma_kernel_hint(cpu);
+            let clock = if kernel.simd {
+                format!(
+                    "; at {} FLOP/cycle × {} cores that is an effective clock of {:.2} GHz",
+                    p.flops_per_cycle(),
+                    p.cores,
+                    m.rate / per_cycle / 1e9
+                )
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                s,
+                "- **Compute peak f32 (measured):** **{:.1} GFLOP/s**, `{}`{}: independent f32 \
+                 FMA chains on every rayon thread ({}){clock}. It runs at the clock the cores \
+                 actually reach, boost included, so compute-bound ops are rated against it.",
+                m.rate / 1e9,
+                m.id,
+                if m.stale { " †" } else { "" },
+                kernel.text,
+            );
+            let why = if p.ghz_source == machine::GHZ_FROM_CPUINFO {
+                " (the base clock: boost runs above it, which is why the measured FMA peak and \
+                 sgemm can exceed this figure)"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                s,
+                "- **Theoretical peak f32 (secondary):** {theoretical}{why}. Not used for the % \
+                 columns.",
+            );
+        }
+        ComputePeak::Theoretical(_) => {
+            let _ = writeln!(
+                s,
+                "- **Compute peak f32:** `fma_peak` was not measured (not in \
+                 `target/criterion`: filtered out?), so compute-bound ops are rated against \
+                 the theoretical peak below. It uses the base clock; with boost they can \
+                 exceed 100 %. Run `cargo xtask bench` unfiltered (or with a filter matching \
+                 `fma_peak`) to rate them against the measured FMA throughput.",
+            );
+            let _ = writeln!(
+                s,
+                "- **Theoretical peak f32:** {theoretical} (usually the base clock; set \
+                 `ARVIS_PEAK_GHZ` to use another).",
+            );
+            let best = r
+                .results
+                .iter()
+                .filter(|b| !REFERENCE_GROUPS.contains(&b.group.as_str()))
+                .filter_map(|b| match b.throughput {
+                    Some(Throughput::Flops(n)) if b.median_s > 0.0 => Some(n as f64 / b.median_s),
+                    _ => None,
+                })
+                .fold(0.0f64, f64::max);
+            if best > p.flops() {
+                let _ = writeln!(
+                    s,
+                    "- **Effective clock:** the best measured rate ({:.1} GFLOP/s) exceeds that \
+                     peak, so the cores ran at ≥ {:.2} GHz (boost).",
+                    best / 1e9,
+                    best / per_cycle / 1e9,
+                );
+            }
+        }
     }
     let _ = writeln!(
         s,
@@ -210,10 +359,42 @@ fn header(s: &mut String, r: &Report<'_>) {
          the median of ≥ 10 repetitions after warm-up. The machine is a small shared VM and \
          **noisy**: differences under ~10 % are not meaningful. `±` is criterion's median \
          absolute deviation. *numpy / arvis* is numpy's time over arvis's (> 1: arvis is \
-         faster). *% of peak*: compute-bound ops against the peak f32 FLOP/s above; \
-         memory-bound ops (GB/s of read + write) against the `stream_copy` bandwidth measured \
-         in the same run. For compute ops criterion's \"elements\" are FLOPs.\n\n",
+         faster). *% of …*: compute-bound ops against the compute peak above (the \
+         `fma_peak` FMA throughput when measured, else the theoretical peak); memory-bound \
+         ops (GB/s of read + write) against the `stream_copy` bandwidth. Both references are \
+         measured in the same run and listed in the last table. For compute ops criterion's \
+         \"elements\" are FLOPs.\n\n",
     );
+}
+
+/// What the `fma_peak` bench runs on this CPU, mirroring `FmaKernel::detect` in
+/// `benches/src/lib.rs` (from the cpuinfo flags, which list what the kernel lets programs
+/// use).
+struct KernelHint {
+    text: &'static str,
+    /// A SIMD FMA kernel (its rate is comparable with the FMA-pipe model).
+    simd: bool,
+}
+
+fn fma_kernel_hint(cpu: &CpuInfo) -> KernelHint {
+    let x86 = cfg!(target_arch = "x86_64");
+    if x86 && cpu.flags.contains("avx512f") {
+        KernelHint {
+            text: "512-bit `_mm512_fmadd_ps`, as `avx512f` is listed",
+            simd: true,
+        }
+    } else if x86 && cpu.flags.contains("avx2") && cpu.flags.contains("fma") {
+        KernelHint {
+            text: "256-bit `_mm256_fmadd_ps`, as `avx2` and `fma` are listed",
+            simd: true,
+        }
+    } else {
+        KernelHint {
+            text: "portable scalar `f32::mul_add` fallback: **not a SIMD peak**, SIMD ops can \
+                   exceed 100 %",
+            simd: false,
+        }
+    }
 }
 
 fn or_unknown(s: &str) -> &str {
@@ -287,25 +468,17 @@ fn baseline_summary(b: &Baseline) -> String {
 }
 
 /// Writes one op's table; returns whether any row was stale.
-fn table(
-    s: &mut String,
-    r: &Report<'_>,
-    group: &str,
-    rows: &[&BenchResult],
-    stream_bw: Option<f64>,
-) -> bool {
+fn table(s: &mut String, r: &Report<'_>, group: &str, rows: &[&BenchResult], refs: &Refs) -> bool {
     let bytes = matches!(
         rows.first().and_then(|b| b.throughput),
         Some(Throughput::Bytes(_))
     );
+    let stream_bw = refs.stream.as_ref().map(|s| s.rate);
     let (rate, peak_col) = if bytes {
         let bw = stream_bw.map_or("not measured".into(), |b| format!("{:.1} GB/s", b / 1e9));
         ("arvis GB/s", format!("% of stream_copy ({bw})"))
     } else {
-        (
-            "arvis GFLOP/s",
-            format!("% of peak ({:.0} GFLOP/s)", r.peak.flops() / 1e9),
-        )
+        ("arvis GFLOP/s", format!("% of {}", refs.compute.label()))
     };
     let medians = match r.baseline {
         Baseline::Ran { medians, .. } => Some(medians),
@@ -325,10 +498,7 @@ fn table(
     }
     let mut stale = false;
     for b in rows {
-        let is_stale = match (r.run_started, b.modified) {
-            (Some(start), Some(m)) => m < start,
-            _ => false,
-        };
+        let is_stale = is_stale(r.run_started, b);
         stale |= is_stale;
         let id = format!("`{}`{}", b.id, if is_stale { " †" } else { "" });
         let spread = if b.median_s > 0.0 {
@@ -338,7 +508,7 @@ fn table(
         };
         let median = format!("{} ±{spread:.0}%", fmt_time(b.median_s));
         let (amount, peak) = match b.throughput {
-            Some(Throughput::Flops(n)) => (n as f64, Some(r.peak.flops())),
+            Some(Throughput::Flops(n)) => (n as f64, Some(refs.compute.flops())),
             Some(Throughput::Bytes(n)) => (n as f64, stream_bw),
             None => (0.0, None),
         };
@@ -367,6 +537,54 @@ fn table(
                 let _ = writeln!(s, "| {id} | {median} | {rate} | {} |", pct(b.median_s));
             }
         }
+    }
+    s.push('\n');
+    stale
+}
+
+/// The machine references (`fma_peak`, `stream_copy`): what they measured and what they are
+/// used for, without a "% of" column (each would be 100 % of itself). Returns whether any
+/// row was stale.
+fn reference_table(s: &mut String, r: &Report<'_>, rows: &[&BenchResult], refs: &Refs) -> bool {
+    s.push_str("## Machine references\n\n");
+    s.push_str("| id | median | measured | used as |\n|---|---:|---:|---|\n");
+    let compute_id = match &refs.compute {
+        ComputePeak::Measured(m) => Some(m.id.as_str()),
+        ComputePeak::Theoretical(_) => None,
+    };
+    let stream_id = refs.stream.as_ref().map(|m| m.id.as_str());
+    let mut stale = false;
+    for b in rows {
+        let is_stale = is_stale(r.run_started, b);
+        stale |= is_stale;
+        let spread = if b.median_s > 0.0 {
+            100.0 * b.mad_s / b.median_s
+        } else {
+            0.0
+        };
+        let rate = match b.throughput {
+            Some(Throughput::Flops(n)) if b.median_s > 0.0 => {
+                format!("{:.1} GFLOP/s", n as f64 / b.median_s / 1e9)
+            }
+            Some(Throughput::Bytes(n)) if b.median_s > 0.0 => {
+                format!("{:.1} GB/s", n as f64 / b.median_s / 1e9)
+            }
+            _ => "–".into(),
+        };
+        let role = if Some(b.id.as_str()) == compute_id {
+            "compute peak: the compute-bound ops' \"% of measured FMA peak\""
+        } else if Some(b.id.as_str()) == stream_id {
+            "memory bandwidth: the memory-bound ops' \"% of stream_copy\""
+        } else {
+            "not used (an older result; a newer one is used)"
+        };
+        let _ = writeln!(
+            s,
+            "| `{}`{} | {} ±{spread:.0}% | {rate} | {role} |",
+            b.id,
+            if is_stale { " †" } else { "" },
+            fmt_time(b.median_s),
+        );
     }
     s.push('\n');
     stale
@@ -439,35 +657,178 @@ mod tests {
         assert_eq!(fmt_time(2.5), "2.500 s");
     }
 
-    #[test]
-    fn notes_are_kept() {
-        let cpu = CpuInfo::default();
-        let peak = crate::machine::peak(&cpu);
-        let results = [BenchResult {
-            id: "arvis-core/matmul/cpu/2x2x2".into(),
-            group: "arvis-core/matmul".into(),
-            median_s: 1e-6,
+    fn result(id: &str, median_s: f64, throughput: Throughput) -> BenchResult {
+        BenchResult {
+            id: id.into(),
+            group: id.rsplitn(3, '/').nth(2).unwrap_or(id).into(),
+            median_s,
             mad_s: 0.0,
-            throughput: Some(Throughput::Flops(16)),
+            throughput: Some(throughput),
             modified: None,
-        }];
-        let baseline = Baseline::Skipped("test".into());
-        let r = Report {
-            cpu: &cpu,
-            peak: &peak,
-            results: &results,
-            baseline: &baseline,
+        }
+    }
+
+    fn report<'a>(
+        cpu: &'a CpuInfo,
+        peak: &'a Peak,
+        results: &'a [BenchResult],
+        baseline: &'a Baseline,
+    ) -> Report<'a> {
+        Report {
+            cpu,
+            peak,
+            results,
+            baseline,
             command: "cargo xtask bench".into(),
             run_started: None,
             load: None,
             rustc: None,
             git: None,
-        };
+        }
+    }
+
+    /// 2 cores × 32 FLOP/cycle × 2.5 GHz = 160 GFLOP/s.
+    fn test_peak() -> Peak {
+        Peak {
+            fma_pipes: 2,
+            lanes: 8,
+            cores: 2,
+            ghz: 2.5,
+            ghz_source: machine::GHZ_FROM_CPUINFO,
+            assumption: "test".into(),
+        }
+    }
+
+    #[test]
+    fn notes_are_kept() {
+        let cpu = CpuInfo::default();
+        let peak = crate::machine::peak(&cpu);
+        let results = [result(
+            "arvis-core/matmul/cpu/2x2x2",
+            1e-6,
+            Throughput::Flops(16),
+        )];
+        let baseline = Baseline::Skipped("test".into());
+        let r = report(&cpu, &peak, &results, &baseline);
         let prev = format!("old table\n{NOTES_MARKER}\nmy notes\n");
         let out = render(&r, Some(&prev));
         assert!(out.ends_with(&format!("{NOTES_MARKER}\nmy notes\n")));
         assert!(!out.contains("old table"));
         assert!(out.contains("| `arvis-core/matmul/cpu/2x2x2` | 1.000 µs ±0% | 0.0 |"));
         assert!(render(&r, None).contains("## Notes"));
+    }
+
+    #[test]
+    fn compute_peak_selection() {
+        let peak = test_peak();
+        let matmul = result(
+            "arvis-core/matmul/cpu/8x8x8",
+            1e-3,
+            Throughput::Flops(1 << 20),
+        );
+        // No fma_peak: the theoretical figure.
+        assert_eq!(
+            compute_peak(std::slice::from_ref(&matmul), &peak, None),
+            ComputePeak::Theoretical(160e9)
+        );
+        // fma_peak present: its rate, whatever the theoretical peak says.
+        let fma = result(
+            "arvis-core/fma_peak/cpu/2",
+            5e-3,
+            Throughput::Flops(1_000_000_000),
+        );
+        let results = [matmul.clone(), fma.clone()];
+        let ComputePeak::Measured(m) = compute_peak(&results, &peak, None) else {
+            panic!("fma_peak must be used");
+        };
+        assert_eq!(m.id, "arvis-core/fma_peak/cpu/2");
+        assert!((m.rate - 200e9).abs() < 1.0);
+        assert!(!m.stale);
+        assert_eq!(
+            compute_peak(&results, &peak, None).label(),
+            "measured FMA peak (200 GFLOP/s)"
+        );
+        // A result older than this run still counts, marked stale.
+        let t0 = UNIX_EPOCH + std::time::Duration::from_secs(1000);
+        let mut old = fma.clone();
+        old.modified = Some(t0);
+        let later = Some(t0 + std::time::Duration::from_secs(1));
+        let picked = compute_peak(&[matmul.clone(), old.clone()], &peak, later);
+        assert!(matches!(
+            picked,
+            ComputePeak::Measured(Reference { stale: true, .. })
+        ));
+        // Several (another thread count from an older run): the newest wins.
+        let mut new = result(
+            "arvis-core/fma_peak/cpu/4",
+            5e-3,
+            Throughput::Flops(2_000_000_000),
+        );
+        new.modified = later;
+        let ComputePeak::Measured(m) = compute_peak(&[old, new, matmul], &peak, None) else {
+            panic!("fma_peak must be used");
+        };
+        assert_eq!(m.id, "arvis-core/fma_peak/cpu/4");
+        // A zero time cannot be a peak.
+        let broken = result("arvis-core/fma_peak/cpu/2", 0.0, Throughput::Flops(1));
+        assert_eq!(
+            compute_peak(&[broken], &peak, None),
+            ComputePeak::Theoretical(160e9)
+        );
+    }
+
+    #[test]
+    fn compute_ops_are_rated_against_the_measured_fma_peak() {
+        let cpu = CpuInfo::parse(
+            "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n\
+             flags\t\t: avx2 fma avx512f\n",
+        );
+        let peak = test_peak();
+        let baseline = Baseline::Skipped("test".into());
+        let matmul = result(
+            "arvis-core/matmul/cpu/8x8x8",
+            1e-3,
+            Throughput::Flops(100_000_000),
+        );
+        let fma = result(
+            "arvis-core/fma_peak/cpu/2",
+            5e-3,
+            Throughput::Flops(1_000_000_000),
+        );
+        let copy = result(
+            "arvis-core/stream_copy/cpu/64",
+            1e-3,
+            Throughput::Bytes(20_000_000),
+        );
+        let results = [matmul.clone(), fma, copy];
+        let out = render(&report(&cpu, &peak, &results, &baseline), None);
+        // 100 GFLOP/s of a measured 200 GFLOP/s.
+        assert!(out.contains("| arvis GFLOP/s | % of measured FMA peak (200 GFLOP/s) |"));
+        assert!(out.contains("| `arvis-core/matmul/cpu/8x8x8` | 1.000 ms ±0% | 100.0 | 50 % |"));
+        assert!(out.contains("**200.0 GFLOP/s**, `arvis-core/fma_peak/cpu/2`"));
+        assert!(out.contains("effective clock of 3.12 GHz"));
+        assert!(out.contains("- **Theoretical peak f32 (secondary):** 2 cores × 32 FLOP/cycle"));
+        assert!(out.contains("**160.0 GFLOP/s**"));
+        assert!(!out.contains("Effective clock:"));
+        // The references get their own table, not rated against themselves.
+        assert!(!out.contains("## arvis-core/fma_peak"));
+        assert!(!out.contains("## arvis-core/stream_copy"));
+        assert!(out.contains(
+            "| `arvis-core/fma_peak/cpu/2` | 5.000 ms ±0% | 200.0 GFLOP/s | compute peak:"
+        ));
+        assert!(out.contains("| `arvis-core/stream_copy/cpu/64` | 1.000 ms ±0% | 20.0 GB/s |"));
+
+        // Filtered run without fma_peak: the theoretical peak, said so, > 100 % explained.
+        let fast = result(
+            "arvis-core/matmul/cpu/8x8x8",
+            1e-3,
+            Throughput::Flops(200_000_000),
+        );
+        let out = render(&report(&cpu, &peak, &[fast], &baseline), None);
+        assert!(out.contains("| arvis GFLOP/s | % of theoretical peak (160 GFLOP/s) |"));
+        assert!(out.contains("| 200.0 | 125 % |"));
+        assert!(out.contains("`fma_peak` was not measured"));
+        assert!(out.contains("- **Effective clock:** the best measured rate (200.0 GFLOP/s)"));
+        assert!(!out.contains("## Machine references"));
     }
 }
