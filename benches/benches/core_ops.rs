@@ -76,6 +76,14 @@ fn bench_matmul(c: &mut Criterion) {
     group.bench_function(BenchmarkId::new(CPU, shape_id(&[m, k, n])), |bch| {
         bch.iter(|| black_box(black_box(&x).linear(black_box(&w), Some(black_box(&bias)))))
     });
+    // Decoding-shaped: a CFG pair of tokens (LlamaGen step, VAR's first scales). Bound by
+    // streaming the 16 MiB weight, not by FLOPs.
+    let m = 2;
+    let x = Tensor::randn(&[m, k], &mut rng);
+    group.throughput(Throughput::Elements(matmul_flops(m, k, n)));
+    group.bench_function(BenchmarkId::new(CPU, shape_id(&[m, k, n])), |bch| {
+        bch.iter(|| black_box(black_box(&x).linear(black_box(&w), Some(black_box(&bias)))))
+    });
     group.finish();
 }
 

@@ -1,0 +1,151 @@
+//! Criterion benches of VAR generation on the CPU, VAR-d16-shaped with random weights.
+//!
+//! Ids (`<crate>/<op>/<device>/<shape>`):
+//! - `arvis-models/var_generate/cpu/d16_b1_cfg`: the transformer loop of one image with
+//!   classifier-free guidance (batch 2: cond + null class), CFG 4, top-k 900, top-p 0.96, ten
+//!   scales with the KV cache, sampling included — everything up to the latent `f̂`;
+//! - `arvis-models/var_decode/cpu/d16_b1`: the VQ-VAE decode of that `f̂` to a 256×256 image.
+//!
+//! Throughput is `Elements(FLOPs)` (a multiply-add counts as 2; see `arvis_benches`): the
+//! transformer's linear layers, attention and head over all 680 tokens × 2 rows, and the
+//! decoder's convolutions and attention.
+//!
+//! The model is `Var::random` (about 1.7 GB of f32 for VAR-d16 + its VQ-VAE). If
+//! `ARVIS_VAR_D16_WEIGHTS` names a converted weights file (e.g. the one
+//! `xtask/py/bench_var_torch.py --save-weights` writes), it is loaded instead, so the PyTorch
+//! and arvis timings use identical weights.
+//!
+//! Each iteration takes seconds (about 4 s and 3 s on the 2-core dev VM): `sample_size(10)` with
+//! flat sampling, one iteration per sample; the whole file runs in about two minutes.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use arvis_core::Weights;
+use arvis_models::var::{Var, VarConfig, VarRequest, VqVaeConfig};
+use criterion::{
+    BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
+};
+
+/// Device label of every bench in this file.
+const CPU: &str = "cpu";
+
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_secs(30))
+}
+
+/// FLOPs of the guided transformer loop for `b` images (`2b` rows): per scale of `l` tokens
+/// after `lk` cached ones, each block does `24·C²` per token in its linears (qkv 3C², proj C²,
+/// FFN 8C², times 2) and `4·lk·C` in attention; the head `2·C·V` per token; the per-request
+/// AdaLN linears `2·C·6C` per block and `2·C·2C` for the head, per row.
+fn transformer_flops(cfg: &VarConfig, vocab: usize, cvae: usize, b: usize) -> u64 {
+    let (c, n) = (cfg.embed_dim as u64, 2 * b as u64);
+    let depth = cfg.depth as u64;
+    let mut total = n * depth * 12 * c * c + n * 4 * c * c;
+    let mut lk = 0u64;
+    for si in 0..cfg.num_scales() {
+        let l = cfg.scale_len(si) as u64;
+        lk += l;
+        total += depth * n * l * (24 * c * c + 4 * lk * c);
+        total += n * l * 2 * c * vocab as u64;
+        total += b as u64 * l * 2 * cvae as u64 * c;
+    }
+    total
+}
+
+/// FLOPs of `fhat_to_img` for `b` latents: every convolution (`2·O·I·k²·H·W`) and the
+/// single-head spatial attention (`4·(HW)²·C`) of `post_quant_conv` and the decoder.
+fn decoder_flops(cfg: &VqVaeConfig, b: usize) -> u64 {
+    let conv = |i: usize, o: usize, k: usize, s: usize| 2 * (o * i * k * k * s * s) as u64;
+    let attn = |ch: usize, s: usize| {
+        conv(ch, 3 * ch, 1, s) + conv(ch, ch, 1, s) + 4 * ((s * s) * (s * s) * ch) as u64
+    };
+    let resnet = |i: usize, o: usize, s: usize| {
+        conv(i, o, 3, s) + conv(o, o, 3, s) + if i != o { conv(i, o, 1, s) } else { 0 }
+    };
+    let (z, ch) = (cfg.z_channels, cfg.ch);
+    let mut s = cfg.latent_size();
+    let mut block_in = ch * cfg.ch_mult.last().copied().unwrap_or(1);
+    let mut f = conv(z, z, cfg.quant_conv_ks, s) + conv(z, block_in, 3, s);
+    f += 2 * resnet(block_in, block_in, s)
+        + if cfg.using_mid_sa {
+            attn(block_in, s)
+        } else {
+            0
+        };
+    let levels = cfg.ch_mult.len();
+    for i in (0..levels).rev() {
+        let out = ch * cfg.ch_mult[i];
+        for _ in 0..=cfg.num_res_blocks {
+            f += resnet(block_in, out, s);
+            block_in = out;
+            if i == levels - 1 && cfg.using_sa {
+                f += attn(block_in, s);
+            }
+        }
+        if i != 0 {
+            s *= 2;
+            f += conv(block_in, block_in, 3, s);
+        }
+    }
+    f += conv(block_in, cfg.in_channels, 3, s);
+    b as u64 * f
+}
+
+fn load_model() -> Var {
+    if let Ok(path) = std::env::var("ARVIS_VAR_D16_WEIGHTS") {
+        let weights =
+            Weights::open(&path).expect("ARVIS_VAR_D16_WEIGHTS must be a VAR weights file");
+        return Var::load(&weights).expect("ARVIS_VAR_D16_WEIGHTS must hold a loadable VAR");
+    }
+    Var::random(VarConfig::official(16, false), VqVaeConfig::default(), 0)
+        .expect("random VAR-d16 must build")
+}
+
+fn bench_var(c: &mut Criterion) {
+    let var = load_model();
+    let req = VarRequest {
+        labels: vec![207],
+        seed: 0,
+        cfg: 4.0,
+        top_k: 900,
+        top_p: 0.96,
+    };
+    let (vocab, cvae) = (var.vocab_size(), var.cvae());
+    let sample = var
+        .sample(&req, &mut |_| {})
+        .expect("sampling must succeed");
+
+    let mut group = c.benchmark_group("arvis-models/var_generate");
+    group.sampling_mode(SamplingMode::Flat);
+    // ~4 s an iteration on the 2-core dev VM: 10 samples of one iteration.
+    group.measurement_time(Duration::from_secs(45));
+    group.throughput(Throughput::Elements(transformer_flops(
+        var.config(),
+        vocab,
+        cvae,
+        1,
+    )));
+    group.bench_function(BenchmarkId::new(CPU, "d16_b1_cfg"), |bch| {
+        bch.iter(|| black_box(var.sample(black_box(&req), &mut |_| {})))
+    });
+    group.finish();
+
+    let mut group = c.benchmark_group("arvis-models/var_decode");
+    group.sampling_mode(SamplingMode::Flat);
+    group.throughput(Throughput::Elements(decoder_flops(var.vae().config(), 1)));
+    group.bench_function(BenchmarkId::new(CPU, "d16_b1"), |bch| {
+        bch.iter(|| black_box(var.decode(black_box(&sample.f_hat))))
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = bench_var
+}
+criterion_main!(benches);

@@ -1,0 +1,205 @@
+//! The `arvis` command line (the binary is a thin wrapper around [`run`]).
+//!
+//! Exit codes: `0` success, `1` internal failure, `2` a user mistake (bad arguments, a missing
+//! or wrong model file, an out-of-range class). No partial output file is ever left behind.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use arvis_core::{Device, Weights};
+use arvis_tokenizer::image::{PixelRange, Rounding, encode_png, grid, tensor_to_rgb8};
+use clap::{Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::error::{Error, Result};
+use crate::output::write_atomically;
+use crate::pipeline::{Pipeline, Progress, Request, Stage};
+
+/// Fast, portable inference for autoregressive image generators.
+#[derive(Debug, Parser)]
+#[command(name = "arvis", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate images from a class-conditional model and write them as one PNG.
+    Generate(GenerateArgs),
+    /// Describe a converted model file: family, configuration, parameter count.
+    Info(InfoArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct GenerateArgs {
+    /// Converted `.safetensors` model (see `xtask/py/convert_var.py`).
+    #[arg(long, value_name = "PATH")]
+    model: Option<PathBuf>,
+    /// Class label; repeat for a batch (one image per label).
+    #[arg(long = "class", value_name = "N", required = true)]
+    classes: Vec<u32>,
+    /// Seed of every random draw.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Classifier-free guidance strength.
+    #[arg(long, default_value_t = 4.0)]
+    cfg: f32,
+    /// Top-k filter (0 = off).
+    #[arg(long, default_value_t = 900)]
+    top_k: usize,
+    /// Top-p (nucleus) mass in (0, 1] (1 = off).
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Output PNG: the images side by side (a grid of `--nrow` per row).
+    #[arg(long, value_name = "PATH")]
+    out: PathBuf,
+    /// Images per row of the output grid.
+    #[arg(long, default_value_t = 8)]
+    nrow: usize,
+    /// Device to run on.
+    #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
+    device: DeviceArg,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum DeviceArg {
+    Cpu,
+    Gpu,
+}
+
+#[derive(Debug, clap::Args)]
+struct InfoArgs {
+    /// Converted `.safetensors` model.
+    path: PathBuf,
+}
+
+/// Parses `args` (including the program name) and runs the command.
+pub fn run<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version to stdout (exit 0) and mistakes to stderr (exit 2).
+            let _ = e.print();
+            return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+        }
+    };
+    let result = match cli.command {
+        Command::Generate(a) => generate(&a),
+        Command::Info(a) => info(&a.path),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(if e.is_user_error() { 2 } else { 1 })
+        }
+    }
+}
+
+fn generate(a: &GenerateArgs) -> Result<()> {
+    let device = match a.device {
+        DeviceArg::Cpu => Device::Cpu,
+        DeviceArg::Gpu => {
+            return Err(Error::Device(
+                "gpu".into(),
+                "the wgpu backend is not built yet".into(),
+            ));
+        }
+    };
+    let Some(model) = &a.model else {
+        return Err(Error::Usage(
+            "no --model given (the embedded default model is not part of this build yet)".into(),
+        ));
+    };
+    if a.nrow == 0 {
+        return Err(Error::Usage("--nrow must be at least 1".into()));
+    }
+    if a.out
+        .extension()
+        .is_none_or(|e| !e.eq_ignore_ascii_case("png"))
+    {
+        return Err(Error::Usage(format!(
+            "--out {} must end in .png",
+            a.out.display()
+        )));
+    }
+    let pipeline = Pipeline::load(model, device)?;
+    let req = Request {
+        labels: a.classes.clone(),
+        seed: a.seed,
+        cfg: a.cfg,
+        top_k: a.top_k,
+        top_p: a.top_p,
+    };
+    let bar = if a.quiet {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::new(pipeline.num_steps() as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    };
+    let images = pipeline.generate(&req, &mut |p: Progress| {
+        bar.set_position(p.done as u64);
+        bar.set_message(match p.stage {
+            Stage::Scale { patch_num } => format!("scale {patch_num}x{patch_num}"),
+            Stage::Decode => "decoding".to_owned(),
+        });
+    })?;
+    bar.finish_and_clear();
+    let rgb = tensor_to_rgb8(&images, PixelRange::ZeroOne, Rounding::Truncate)?;
+    let sheet = grid(&rgb, a.nrow, 0, [0, 0, 0])?;
+    let png = encode_png(&sheet)?;
+    write_atomically(&a.out, |tmp: &Path| {
+        std::fs::write(tmp, &png).map_err(|source| Error::Io {
+            path: tmp.to_path_buf(),
+            source,
+        })
+    })?;
+    if !a.quiet {
+        eprintln!(
+            "wrote {} ({} image(s), {}x{} each)",
+            a.out.display(),
+            rgb.len(),
+            rgb[0].width(),
+            rgb[0].height()
+        );
+    }
+    Ok(())
+}
+
+fn info(path: &Path) -> Result<()> {
+    let w = Weights::open(path)?;
+    let meta = |k: &str| w.metadata_str(k).unwrap_or("(not set)").to_owned();
+    let params: usize = w
+        .names()
+        .iter()
+        .filter_map(|n| w.shape_of(n).ok())
+        .map(|s| s.iter().product::<usize>())
+        .sum();
+    println!("file:       {}", path.display());
+    println!("family:     {}", meta(arvis_core::weights::META_FAMILY));
+    println!("source:     {}", meta(arvis_core::weights::META_SOURCE));
+    println!("tensors:    {}", w.len());
+    println!("parameters: {params} ({:.2} M)", params as f64 / 1e6);
+    match w.metadata_json(arvis_core::weights::META_CONFIG) {
+        Ok(cfg) => {
+            let pretty = serde_json::to_string_pretty(&cfg).unwrap_or_else(|_| cfg.to_string());
+            println!("config:\n{pretty}");
+        }
+        Err(e) => println!("config:     (unreadable: {e})"),
+    }
+    Ok(())
+}

@@ -1,0 +1,18 @@
+#![doc = include_str!("../README.md")]
+
+pub mod cli;
+pub mod error;
+pub mod output;
+pub mod pipeline;
+
+pub use error::{Error, Result};
+pub use pipeline::{Model, Pipeline, Progress, Request, Stage};
+
+/// Attention kernels, masks and the KV cache.
+pub use arvis_attention as attention;
+/// The tensor core: tensors, ops, weights, RNG, sampling.
+pub use arvis_core as core;
+/// Model families (VAR, ...).
+pub use arvis_models as models;
+/// Tokenizers (multi-scale VQ-VAE, ...) and image I/O.
+pub use arvis_tokenizer as tokenizer;

@@ -1,0 +1,184 @@
+//! [`Pipeline`]: load any supported model file and generate images with one call.
+
+use std::path::{Path, PathBuf};
+
+use arvis_core::{Device, Tensor, Weights};
+use arvis_models::var::{Progress as VarProgress, Var, VarRequest};
+
+use crate::error::{Error, Result};
+
+/// A generation request, independent of the model family.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Request {
+    /// One image per class label.
+    pub labels: Vec<u32>,
+    /// Seed of every random draw: the same seed gives the same images on the same backend.
+    pub seed: u64,
+    /// Classifier-free guidance strength (family-specific schedule; VAR ramps it over scales).
+    pub cfg: f32,
+    /// Top-k filter (`0` = off).
+    pub top_k: usize,
+    /// Top-p (nucleus) mass in `(0, 1]` (`1` = off).
+    pub top_p: f32,
+}
+
+impl Request {
+    /// The VAR reference's evaluation settings (`cfg 1.5`, `top_k 900`, `top_p 0.96`) for the
+    /// given labels and seed.
+    pub fn new(labels: Vec<u32>, seed: u64) -> Self {
+        Request {
+            labels,
+            seed,
+            cfg: 1.5,
+            top_k: 900,
+            top_p: 0.96,
+        }
+    }
+}
+
+/// Progress of a generation, for progress bars.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Steps finished (scales for VAR; the decode is the last step).
+    pub done: usize,
+    /// Total steps.
+    pub total: usize,
+    /// What the step was (`"scale 3/10 (4x4)"`, `"decode"`).
+    pub stage: Stage,
+}
+
+/// The kind of step a [`Progress`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Stage {
+    /// A VAR scale of side `patch_num` was sampled.
+    Scale {
+        /// Side of the scale's token map.
+        patch_num: usize,
+    },
+    /// The tokens are being decoded to pixels.
+    Decode,
+}
+
+/// The models a [`Pipeline`] can hold.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Model {
+    /// A VAR (next-scale prediction) model with its multi-scale VQ-VAE.
+    Var(Box<Var>),
+}
+
+/// A loaded model, ready to generate.
+#[derive(Debug)]
+pub struct Pipeline {
+    model: Model,
+    source: PathBuf,
+}
+
+impl Pipeline {
+    /// Opens a converted `.safetensors` file, reads `arvis.family` from its metadata and builds
+    /// the matching model on `device`.
+    pub fn load(path: impl AsRef<Path>, device: Device) -> Result<Self> {
+        let weights = Weights::open(path.as_ref())?;
+        Self::from_weights(&weights, device)
+    }
+
+    /// Builds the model from already-open weights (e.g. `Weights::from_static` for an
+    /// embedded model).
+    pub fn from_weights(weights: &Weights, device: Device) -> Result<Self> {
+        match device {
+            Device::Cpu => {}
+            #[allow(unreachable_patterns)] // more devices arrive with the GPU backend
+            other => {
+                return Err(Error::Device(
+                    format!("{other:?}"),
+                    "not supported yet".into(),
+                ));
+            }
+        }
+        let family = weights.metadata_str(arvis_core::weights::META_FAMILY)?;
+        let model = match family {
+            "var" => Model::Var(Box::new(Var::load(weights)?)),
+            other => {
+                return Err(Error::UnsupportedFamily {
+                    path: weights.path().to_path_buf(),
+                    family: other.to_owned(),
+                });
+            }
+        };
+        Ok(Pipeline {
+            model,
+            source: weights.path().to_path_buf(),
+        })
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// The model family (`"var"`).
+    pub fn family(&self) -> &'static str {
+        match self.model {
+            Model::Var(_) => "var",
+        }
+    }
+
+    /// Where the weights came from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// Number of class labels the model accepts (`0..num_classes`).
+    pub fn num_classes(&self) -> usize {
+        match &self.model {
+            Model::Var(v) => v.config().num_classes,
+        }
+    }
+
+    /// Number of progress steps one [`Pipeline::generate`] reports.
+    pub fn num_steps(&self) -> usize {
+        match &self.model {
+            Model::Var(v) => v.config().num_scales() + 1,
+        }
+    }
+
+    /// Generates one image per label: `[B, 3, H, W]` in `[0, 1]`. `progress` is called after
+    /// each step (see [`Pipeline::num_steps`]).
+    pub fn generate(&self, req: &Request, progress: &mut dyn FnMut(Progress)) -> Result<Tensor> {
+        match &self.model {
+            Model::Var(var) => {
+                let vr = VarRequest {
+                    labels: req.labels.clone(),
+                    seed: req.seed,
+                    cfg: req.cfg,
+                    top_k: req.top_k,
+                    top_p: req.top_p,
+                };
+                let total = var.config().num_scales() + 1;
+                let mut cb = |p: VarProgress| match p {
+                    VarProgress::Scale {
+                        scale, patch_num, ..
+                    } => progress(Progress {
+                        done: scale + 1,
+                        total,
+                        stage: Stage::Scale { patch_num },
+                    }),
+                    VarProgress::Decoding => progress(Progress {
+                        done: total - 1,
+                        total,
+                        stage: Stage::Decode,
+                    }),
+                    _ => {}
+                };
+                let out = var.generate(&vr, &mut cb)?;
+                progress(Progress {
+                    done: total,
+                    total,
+                    stage: Stage::Decode,
+                });
+                Ok(out.images)
+            }
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! The `arvis` binary end to end on a tiny random VAR file: output, determinism, exit codes, and
+//! no partial output on failure.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use arvis::models::var::VarConfig;
+use arvis::models::var::random::random_weights_bytes;
+use arvis::tokenizer::VqVaeConfig;
+use arvis::tokenizer::image::decode_png;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn tiny_model(dir: &Path) -> Result<PathBuf, Box<dyn std::error::Error>> {
+    let var = VarConfig {
+        depth: 1,
+        embed_dim: 64,
+        num_heads: 1,
+        num_classes: 10,
+        patch_nums: vec![1, 2, 4],
+        ..VarConfig::official(1, false)
+    };
+    let vae = VqVaeConfig {
+        vocab_size: 16,
+        z_channels: 4,
+        ch: 8,
+        ch_mult: vec![1, 2],
+        num_res_blocks: 1,
+        norm_groups: 4,
+        patch_nums: vec![1, 2, 4],
+        ..VqVaeConfig::default()
+    };
+    let path = dir.join("tiny_var.safetensors");
+    std::fs::write(&path, random_weights_bytes(&var, &vae, 1)?)?;
+    Ok(path)
+}
+
+fn arvis(args: &[&str]) -> std::io::Result<Output> {
+    Command::new(env!("CARGO_BIN_EXE_arvis"))
+        .args(args)
+        .output()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap_or_default()
+}
+
+#[test]
+fn generate_writes_a_png_and_is_deterministic() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let model = tiny_model(dir.path())?;
+    let (a, b) = (dir.path().join("a.png"), dir.path().join("b.png"));
+    for out in [&a, &b] {
+        let o = arvis(&[
+            "generate",
+            "--model",
+            s(&model),
+            "--class",
+            "3",
+            "--class",
+            "7",
+            "--seed",
+            "5",
+            "--out",
+            s(out),
+            "--quiet",
+        ])?;
+        assert!(
+            o.status.success(),
+            "stderr: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let img = decode_png(&std::fs::read(&a)?)?;
+    assert_eq!((img.width(), img.height()), (16, 8)); // two 8x8 images side by side
+    assert_eq!(
+        std::fs::read(&a)?,
+        std::fs::read(&b)?,
+        "same seed, same image"
+    );
+    let c = dir.path().join("c.png");
+    let o = arvis(&[
+        "generate",
+        "--model",
+        s(&model),
+        "--class",
+        "3",
+        "--class",
+        "7",
+        "--seed",
+        "6",
+        "--out",
+        s(&c),
+        "-q",
+    ])?;
+    assert!(o.status.success());
+    assert_ne!(
+        std::fs::read(&a)?,
+        std::fs::read(&c)?,
+        "another seed, another image"
+    );
+    // No temporary files are left next to the outputs.
+    let names: Vec<_> = std::fs::read_dir(dir.path())?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    Ok(())
+}
+
+#[test]
+fn user_mistakes_exit_2_without_output() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let model = tiny_model(dir.path())?;
+    let out = dir.path().join("out.png");
+    let not_var = dir.path().join("other.safetensors");
+    std::fs::write(&not_var, b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ")?;
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "generate",
+                "--model",
+                s(&model),
+                "--class",
+                "10",
+                "--out",
+                s(&out),
+            ],
+            "label 10",
+        ),
+        (
+            vec![
+                "generate",
+                "--model",
+                "/nonexistent.safetensors",
+                "--class",
+                "1",
+                "--out",
+                s(&out),
+            ],
+            "nonexistent",
+        ),
+        (
+            vec![
+                "generate",
+                "--model",
+                s(&not_var),
+                "--class",
+                "1",
+                "--out",
+                s(&out),
+            ],
+            "arvis.family",
+        ),
+        (
+            vec![
+                "generate",
+                "--model",
+                s(&model),
+                "--class",
+                "1",
+                "--top-p",
+                "0",
+                "--out",
+                s(&out),
+            ],
+            "top_p",
+        ),
+        (
+            vec![
+                "generate",
+                "--model",
+                s(&model),
+                "--class",
+                "1",
+                "--out",
+                "x.jpg",
+            ],
+            ".png",
+        ),
+        (
+            vec!["generate", "--class", "1", "--out", s(&out)],
+            "--model",
+        ),
+        (
+            vec!["generate", "--model", s(&model), "--out", s(&out)],
+            "--class",
+        ),
+        (
+            vec![
+                "generate",
+                "--model",
+                s(&model),
+                "--class",
+                "-3",
+                "--out",
+                s(&out),
+            ],
+            "error",
+        ),
+        (
+            vec![
+                "generate",
+                "--model",
+                s(&model),
+                "--class",
+                "1",
+                "--device",
+                "gpu",
+                "--out",
+                s(&out),
+            ],
+            "gpu",
+        ),
+        (vec!["info", "/nonexistent.safetensors"], "nonexistent"),
+        (vec!["frobnicate"], "error"),
+    ];
+    for (args, needle) in cases {
+        let o = arvis(&args)?;
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: expected `{needle}` in: {stderr}"
+        );
+        assert!(!out.exists(), "{args:?} left {}", out.display());
+    }
+    Ok(())
+}
+
+#[test]
+fn info_describes_the_model() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let model = tiny_model(dir.path())?;
+    let o = arvis(&["info", s(&model)])?;
+    assert!(o.status.success());
+    let text = String::from_utf8(o.stdout)?;
+    assert!(text.contains("family:     var"), "{text}");
+    assert!(text.contains("\"patch_nums\""), "{text}");
+    // The parameter count is the sum of the file's tensor sizes, read independently here.
+    let w = arvis::core::Weights::open(&model)?;
+    let n: usize = w
+        .names()
+        .iter()
+        .map(|k| {
+            w.shape_of(k)
+                .map(|s| s.iter().product::<usize>())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(text.contains(&format!("parameters: {n} ")), "{text}");
+    Ok(())
+}

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Times one VAR generation with the official FoundationVision/VAR code (fp32, CPU, random weights).
+
+    /work/venv/bin/python xtask/py/bench_var_torch.py --var-repo /path/to/VAR --depth 16 --threads 2 \
+        [--runs 3] [--warmup 1] [--save-weights var_d16_random.safetensors]
+
+Builds the official d{depth} layout with `build_vae_var` (VQ-VAE ch 160, V 4096, Cvae 32),
+re-randomises every weight with a fixed seed (var_official.py), and runs
+`autoregressive_infer_cfg(B=1, cfg=4, top_k=900, top_p=0.96)` with `torch.set_num_threads`.
+Reports the median over --runs timed runs after --warmup untimed ones, split into the
+transformer loop (everything before the VAE decode) and the VAE decode (`fhat_to_img`, timed by
+wrapping it), plus per-scale loop times (stamped when the sampler of each scale returns).
+Prints one JSON object on stdout. --save-weights writes the same weights in the converter
+layout (convert_var.py) so the Rust bench can load identical weights.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import os
+import statistics
+import sys
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import convert_var  # noqa: E402
+import var_official as vo  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--var-repo", required=True)
+    ap.add_argument("--depth", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--label", type=int, default=207)
+    ap.add_argument("--cfg", type=float, default=4.0)
+    ap.add_argument("--top-k", type=int, default=900)
+    ap.add_argument("--top-p", type=float, default=0.96)
+    ap.add_argument("--seed", type=int, default=0, help="weight seed")
+    ap.add_argument("--g-seed", type=int, default=0, help="sampling seed")
+    ap.add_argument("--save-weights", help="write the random weights (converter layout) here")
+    ap.add_argument("--save-dtype", choices=sorted(convert_var.DTYPES), default="f32")
+    args = ap.parse_args()
+    if args.runs < 1:
+        ap.error("--runs must be >= 1")
+
+    torch.set_num_threads(args.threads)
+    models = vo.import_official(args.var_repo)
+    import models.var as var_mod
+
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):
+        vae, var = models.build_vae_var(
+            device="cpu", patch_nums=vo.PATCH_NUMS, V=4096, Cvae=32, ch=160, share_quant_resi=4,
+            num_classes=1000, depth=args.depth, shared_aln=False, attn_l2_norm=True,
+            flash_if_available=False, fused_if_available=False)
+    g = torch.Generator().manual_seed(args.seed)
+    vo.randomize_vae(vae, g)
+    vo.randomize_var(var, g)
+    vae.eval()
+    var.eval()
+    for p in var.parameters():
+        p.requires_grad_(False)
+    build_s = time.perf_counter() - t0
+
+    saved = None
+    if args.save_weights:
+        src = (f"xtask/py/bench_var_torch.py --depth {args.depth} --seed {args.seed} (random "
+               f"weights); FoundationVision/VAR @ {vo.repo_revision(args.var_repo)}; "
+               f"torch {torch.__version__}")
+        tensors, meta = convert_var.convert(vae.state_dict(), var.state_dict(),
+                                            dtype=convert_var.DTYPES[args.save_dtype], source=src)
+        convert_var.save(args.save_weights, tensors, meta)
+        saved = {"path": args.save_weights, "bytes": os.path.getsize(args.save_weights),
+                 "dtype": args.save_dtype}
+        del tensors
+
+    stamps: list = []
+    orig_sample = var_mod.sample_with_top_k_top_p_
+
+    def sample_hook(*a, **k):
+        r = orig_sample(*a, **k)
+        stamps.append(time.perf_counter())
+        return r
+
+    orig_decode = vae.fhat_to_img
+    decode = {}
+
+    def decode_hook(f_hat):
+        s = time.perf_counter()
+        out = orig_decode(f_hat)
+        decode["start"], decode["end"] = s, time.perf_counter()
+        return out
+
+    var_mod.sample_with_top_k_top_p_ = sample_hook
+    vae.fhat_to_img = decode_hook
+    labels = torch.full((args.batch,), args.label, dtype=torch.long)
+    runs = []
+    try:
+        for i in range(args.warmup + args.runs):
+            stamps.clear()
+            decode.clear()
+            start = time.perf_counter()
+            with torch.inference_mode():
+                img = var.autoregressive_infer_cfg(B=args.batch, label_B=labels,
+                                                   g_seed=args.g_seed, cfg=args.cfg,
+                                                   top_k=args.top_k, top_p=args.top_p)
+            end = time.perf_counter()
+            edges = [start] + stamps
+            per_scale = [b - a for a, b in zip(edges, edges[1:])]
+            rec = {"total_s": end - start, "decode_s": decode["end"] - decode["start"],
+                   "transformer_s": decode["start"] - start, "per_scale_s": per_scale}
+            print(f"[{'warmup' if i < args.warmup else 'run'} {i}] total {rec['total_s']:.2f}s "
+                  f"transformer {rec['transformer_s']:.2f}s decode {rec['decode_s']:.2f}s",
+                  file=sys.stderr, flush=True)
+            if i >= args.warmup:
+                runs.append(rec)
+    finally:
+        var_mod.sample_with_top_k_top_p_ = orig_sample
+        del vae.fhat_to_img
+
+    def med(key):
+        return statistics.median(r[key] for r in runs)
+
+    n_var = sum(p.numel() for p in var.parameters())
+    n_vae = sum(p.numel() for p in vae.parameters())
+    report = {
+        "bench": "var_torch_official", "depth": args.depth, "embed_dim": var.C,
+        "threads": args.threads, "batch": args.batch, "label": args.label, "cfg": args.cfg,
+        "top_k": args.top_k, "top_p": args.top_p, "g_seed": args.g_seed, "seed": args.seed,
+        "dtype": "f32", "torch": torch.__version__, "var_params": n_var, "vae_params": n_vae,
+        "build_s": build_s, "warmup": args.warmup, "runs": len(runs),
+        "median": {"total_s": med("total_s"), "transformer_s": med("transformer_s"),
+                   "decode_s": med("decode_s"),
+                   "per_scale_s": [statistics.median(r["per_scale_s"][i] for r in runs)
+                                   for i in range(len(runs[0]["per_scale_s"]))] if runs else []},
+        "all": runs, "image_mean": float(img.mean()), "weights": saved,
+    }
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
