@@ -16,13 +16,19 @@
 //! and arvis timings use identical weights.
 //!
 //! Each iteration takes seconds (about 4 s and 3 s on the 2-core dev VM): `sample_size(10)` with
-//! flat sampling, one iteration per sample; the whole file runs in about two minutes.
+//! flat sampling, one iteration per sample; the whole file runs in about two minutes. The model
+//! is built on first use, so a criterion filter that matches neither id costs nothing.
+//!
+//! `cargo xtask bench` runs this file with `RAYON_NUM_THREADS=2` and the weights file shared
+//! with its PyTorch baseline (`xtask/py/bench_var_torch.py --load-weights`), see
+//! `docs/benchmarks.md`.
 
+use std::cell::OnceCell;
 use std::hint::black_box;
 use std::time::Duration;
 
 use arvis_core::Weights;
-use arvis_models::var::{Var, VarConfig, VarRequest, VqVaeConfig};
+use arvis_models::var::{Var, VarConfig, VarFileConfig, VarRequest, VarSample, VqVaeConfig};
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
@@ -95,6 +101,22 @@ fn decoder_flops(cfg: &VqVaeConfig, b: usize) -> u64 {
     b as u64 * f
 }
 
+/// The configurations of the benched model: those of `ARVIS_VAR_D16_WEIGHTS` (its
+/// `arvis.config`; the file is memory-mapped, not read) or the official VAR-d16 ones.
+fn model_configs() -> (VarConfig, VqVaeConfig) {
+    if let Ok(path) = std::env::var("ARVIS_VAR_D16_WEIGHTS") {
+        let weights =
+            Weights::open(&path).expect("ARVIS_VAR_D16_WEIGHTS must be a VAR weights file");
+        let json = weights
+            .metadata_json("arvis.config")
+            .expect("ARVIS_VAR_D16_WEIGHTS must have `arvis.config` metadata");
+        let cfg: VarFileConfig =
+            serde_json::from_value(json).expect("`arvis.config` must describe a VAR model");
+        return (cfg.var, cfg.vae);
+    }
+    (VarConfig::official(16, false), VqVaeConfig::default())
+}
+
 fn load_model() -> Var {
     if let Ok(path) = std::env::var("ARVIS_VAR_D16_WEIGHTS") {
         let weights =
@@ -105,40 +127,59 @@ fn load_model() -> Var {
         .expect("random VAR-d16 must build")
 }
 
-fn bench_var(c: &mut Criterion) {
-    let var = load_model();
-    let req = VarRequest {
+/// The request every iteration serves: one image of class 207, CFG 4, top-k 900, top-p 0.96.
+fn request() -> VarRequest {
+    VarRequest {
         labels: vec![207],
         seed: 0,
         cfg: 4.0,
         top_k: 900,
         top_p: 0.96,
-    };
-    let (vocab, cvae) = (var.vocab_size(), var.cvae());
+    }
+}
+
+/// The model and one sampled latent (the decode bench's input).
+struct Setup {
+    var: Var,
+    sample: VarSample,
+}
+
+fn setup() -> Setup {
+    let var = load_model();
     let sample = var
-        .sample(&req, &mut |_| {})
+        .sample(&request(), &mut |_| {})
         .expect("sampling must succeed");
+    Setup { var, sample }
+}
+
+fn bench_var(c: &mut Criterion) {
+    // Built inside the first routine that criterion runs (not timed): nothing when filtered out.
+    let state = OnceCell::new();
+    let req = request();
+    // FLOPs from the configs alone, without building the model.
+    let (var_cfg, vae_cfg) = model_configs();
+    let vocab = vae_cfg.vocab_size;
+    let cvae = vae_cfg.z_channels;
 
     let mut group = c.benchmark_group("arvis-models/var_generate");
     group.sampling_mode(SamplingMode::Flat);
     // ~4 s an iteration on the 2-core dev VM: 10 samples of one iteration.
     group.measurement_time(Duration::from_secs(45));
     group.throughput(Throughput::Elements(transformer_flops(
-        var.config(),
-        vocab,
-        cvae,
-        1,
+        &var_cfg, vocab, cvae, 1,
     )));
     group.bench_function(BenchmarkId::new(CPU, "d16_b1_cfg"), |bch| {
+        let var = &state.get_or_init(setup).var;
         bch.iter(|| black_box(var.sample(black_box(&req), &mut |_| {})))
     });
     group.finish();
 
     let mut group = c.benchmark_group("arvis-models/var_decode");
     group.sampling_mode(SamplingMode::Flat);
-    group.throughput(Throughput::Elements(decoder_flops(var.vae().config(), 1)));
+    group.throughput(Throughput::Elements(decoder_flops(&vae_cfg, 1)));
     group.bench_function(BenchmarkId::new(CPU, "d16_b1"), |bch| {
-        bch.iter(|| black_box(var.decode(black_box(&sample.f_hat))))
+        let s = state.get_or_init(setup);
+        bch.iter(|| black_box(s.var.decode(black_box(&s.sample.f_hat))))
     });
     group.finish();
 }

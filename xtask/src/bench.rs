@@ -1,4 +1,5 @@
-//! `cargo xtask bench`: criterion benches + numpy baseline → `docs/benchmarks.md`.
+//! `cargo xtask bench`: criterion benches + numpy baseline + PyTorch VAR baseline →
+//! `docs/benchmarks.md`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,7 +10,7 @@ use serde_json::Value;
 
 use crate::machine::{self, CpuInfo};
 use crate::report::{self, Report};
-use crate::{XResult, cargo, criterion, run_echoed, workspace_root};
+use crate::{XResult, cargo, criterion, run_echoed, var, workspace_root};
 
 /// Variables that work around old OpenBLAS builds on this machine but slow down a current
 /// numpy; removed from the baseline's environment only.
@@ -70,13 +71,19 @@ pub fn run(args: &BenchArgs) -> XResult<()> {
     let started = SystemTime::now();
     let load_before = load_average();
     if !args.report_only {
-        let mut cmd = cargo();
-        cmd.args(["bench", "-p", "arvis-benches", "--bench", "core_ops"]);
-        if let Some(f) = &args.filter {
-            cmd.args(["--", f]);
-        }
-        run_echoed(&mut cmd)?;
+        run_criterion("core_ops", args.filter.as_deref(), &[])?;
     }
+    // VAR-d16 generation: criterion (with the weights file shared with PyTorch), then the
+    // official PyTorch code on the same weights and threads.
+    let var_plan = var::plan(args.filter.as_deref(), args.report_only);
+    if !args.report_only {
+        run_criterion(
+            var::BENCH_TARGET,
+            args.filter.as_deref(),
+            &var_plan.bench_env(),
+        )?;
+    }
+    let var_torch = var::finish(&var_plan);
 
     let results = criterion::collect(&criterion_dir())?;
     if results.is_empty() {
@@ -109,6 +116,7 @@ pub fn run(args: &BenchArgs) -> XResult<()> {
         peak: &peak,
         results: &results,
         baseline: &baseline,
+        var_torch: &var_torch,
         command,
         run_started: (!args.report_only).then_some(started),
         load: (!args.report_only).then(|| (load_before, load_average())),
@@ -122,9 +130,27 @@ pub fn run(args: &BenchArgs) -> XResult<()> {
     Ok(())
 }
 
+/// `cargo bench -p arvis-benches --bench <target> [-- <filter>]` with extra environment.
+fn run_criterion(target: &str, filter: Option<&str>, env: &[(String, String)]) -> XResult<()> {
+    let mut cmd = cargo();
+    cmd.args(["bench", "-p", "arvis-benches", "--bench", target]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    if let Some(f) = filter {
+        cmd.args(["--", f]);
+    }
+    run_echoed(&mut cmd)
+}
+
 /// `$CARGO_TARGET_DIR/criterion`, or `<workspace>/target/criterion`.
 fn criterion_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+    target_dir().join("criterion")
+}
+
+/// `$CARGO_TARGET_DIR` (relative to the workspace), or `<workspace>/target`.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .map(|p| {
             if p.is_absolute() {
@@ -133,8 +159,7 @@ fn criterion_dir() -> PathBuf {
                 workspace_root().join(p)
             }
         })
-        .unwrap_or_else(|| workspace_root().join("target"));
-    target.join("criterion")
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 /// Runs `xtask/py/bench_numpy.py` with `$ARVIS_PYTHON` (default `python3`).

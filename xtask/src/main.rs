@@ -3,7 +3,7 @@
 //! - `cargo xtask ci`: format check, clippy (`-D warnings`), tests and docs, stopping at the
 //!   first failure.
 //! - `cargo xtask bench [--filter REGEX] [--no-run-baseline] [--report-only]`: criterion
-//!   benches, numpy baseline, machine peak, and `docs/benchmarks.md`.
+//!   benches, numpy baseline, PyTorch VAR baseline, machine peak, and `docs/benchmarks.md`.
 //! - `cargo xtask help`.
 //!
 //! The alias lives in `.cargo/config.toml`. Everything here is std + serde_json.
@@ -13,6 +13,7 @@ mod ci;
 mod criterion;
 mod machine;
 mod report;
+mod var;
 
 use std::error::Error;
 use std::path::{Path, PathBuf};
@@ -27,15 +28,22 @@ cargo xtask <command> [options]
 Commands:
   ci                    cargo fmt --check, clippy -D warnings, test, doc (RUSTDOCFLAGS=-Dwarnings);
                         stops at the first failing step with a nonzero exit code.
-  bench [options]       run `cargo bench -p arvis-benches`, the numpy baseline, and write
-                        docs/benchmarks.md
-      --filter REGEX      only benchmarks whose id matches (forwarded to criterion and numpy)
+  bench [options]       run `cargo bench -p arvis-benches` (core_ops, var_generate), the numpy
+                        baseline, the PyTorch VAR baseline, and write docs/benchmarks.md
+      --filter REGEX      only benchmarks whose id matches (forwarded to criterion and numpy;
+                          the PyTorch VAR baseline runs when it matches a VAR id, e.g. `var`)
       --no-run-baseline   skip the numpy baseline (table without the numpy columns)
       --report-only       do not run cargo bench; rebuild the report from target/criterion
   help                  this text
 
 Environment:
-  ARVIS_PYTHON          interpreter for the numpy baseline (default: python3)
+  ARVIS_PYTHON          interpreter for the numpy and PyTorch baselines (default: python3)
+  ARVIS_VAR_REPO        FoundationVision/VAR checkout: enables the PyTorch VAR-d16 baseline
+                        (official code, same weights, 2 threads; cached in
+                        target/bench-data/var_torch.json); unset: arvis-only VAR rows
+  ARVIS_VAR_D16_WEIGHTS weights file both VAR sides load (default:
+                        target/bench-data/var_d16_random.safetensors, written by the official
+                        code with seeded random weights when missing)
   ARVIS_PEAK_GHZ        clock of the theoretical peak FLOP/s (default: `cpu MHz` of
                         /proc/cpuinfo); compute-bound ops are rated against the measured
                         `fma_peak` bench instead when target/criterion has it

@@ -12,6 +12,9 @@ use serde_json::Value;
 use crate::bench::Baseline;
 use crate::criterion::{BenchResult, Throughput};
 use crate::machine::{self, CpuInfo, Peak};
+use crate::var::{self, TorchBaseline};
+
+mod var_table;
 
 /// Marker line: what follows it is preserved between runs.
 pub const NOTES_MARKER: &str = "<!-- notes -->";
@@ -133,6 +136,8 @@ pub struct Report<'a> {
     pub results: &'a [BenchResult],
     /// numpy baseline.
     pub baseline: &'a Baseline,
+    /// PyTorch baseline of the VAR-d16 generation benches.
+    pub var_torch: &'a TorchBaseline,
     /// The command line that produced the report.
     pub command: String,
     /// When `cargo bench` started (results older than this were not re-run); `None` with
@@ -159,6 +164,11 @@ of the file._
   (~1 FLOP/byte) and are rated in GB/s of read + write traffic (`2·4·numel`) against the
   `stream_copy` bandwidth measured in the same run.
 - numpy: conv2d is im2col + BLAS sgemm; layer norm and softmax are unfused vectorised numpy.
+- VAR-d16 FLOPs (B images, 2B rows with CFG, width C, depth d, vocabulary V, latent width
+  Cvae): per scale of l tokens after which the cache holds L tokens, `d·2B·l·(24·C² + 4·L·C)`
+  (qkv, proj, FFN; attention against the cache) `+ 2B·l·2·C·V` (head) `+ B·l·2·Cvae·C`
+  (word embedding), plus `2B·(d·12·C² + 4·C²)` for the AdaLN linears; decode: every
+  convolution `2·O·I·k²·H·W` and `4·(HW)²·C` per spatial attention.
 ";
 
 /// Produces the whole markdown file; `previous` is the current file, if any.
@@ -171,6 +181,7 @@ pub fn render(r: &Report<'_>, previous: Option<&str>) -> String {
     header(&mut s, r, &refs.compute);
     let mut stale = false;
     let mut references = Vec::new();
+    let mut var_rows = Vec::new();
     for (group, mut rows) in groups(r.results) {
         rows.sort_by(|a, b| {
             amount(a.throughput)
@@ -179,9 +190,14 @@ pub fn render(r: &Report<'_>, previous: Option<&str>) -> String {
         });
         if REFERENCE_GROUPS.contains(&group.as_str()) {
             references.extend(rows);
+        } else if group.starts_with(var::GROUP_PREFIX) {
+            var_rows.extend(rows);
         } else {
             stale |= table(&mut s, r, &group, &rows, &refs);
         }
+    }
+    if !var_rows.is_empty() {
+        stale |= var_table::table(&mut s, r, &var_rows, &refs);
     }
     if !references.is_empty() {
         stale |= reference_table(&mut s, r, &references, &refs);
@@ -354,6 +370,11 @@ fn header(s: &mut String, r: &Report<'_>, compute: &ComputePeak) {
         );
     }
     let _ = writeln!(s, "- **numpy baseline:** {}", baseline_summary(r.baseline));
+    let _ = writeln!(
+        s,
+        "- **PyTorch VAR baseline:** {}",
+        var_table::summary(r.var_torch, r.run_started)
+    );
     s.push_str(
         "\nAll times are **medians**: criterion with `sample_size(10)` and short windows, numpy \
          the median of ≥ 10 repetitions after warm-up. The machine is a small shared VM and \
@@ -613,9 +634,15 @@ pub fn fmt_time(secs: f64) -> String {
 
 /// `YYYY-MM-DD HH:MM UTC` for now (civil-from-days, no date crate).
 fn utc_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    utc_date(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    )
+}
+
+/// `YYYY-MM-DD HH:MM UTC` for `secs` since the Unix epoch.
+fn utc_date(secs: u64) -> String {
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
     format!(
@@ -668,6 +695,8 @@ mod tests {
         }
     }
 
+    static NO_TORCH: TorchBaseline = TorchBaseline::Skipped(String::new());
+
     fn report<'a>(
         cpu: &'a CpuInfo,
         peak: &'a Peak,
@@ -679,6 +708,7 @@ mod tests {
             peak,
             results,
             baseline,
+            var_torch: &NO_TORCH,
             command: "cargo xtask bench".into(),
             run_started: None,
             load: None,
