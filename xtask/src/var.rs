@@ -3,7 +3,7 @@
 //! the same weights file and thread count, in the same `cargo xtask bench` run.
 //!
 //! [`plan`] decides before `cargo bench` (and makes the shared weights file if needed),
-//! [`plan_env`] gives the criterion run its environment, and [`finish`] runs the PyTorch
+//! [`Plan::bench_env`] gives the criterion run its environment, and [`finish`] runs the PyTorch
 //! side afterwards, or falls back to its cached result (`target/bench-data/var_torch.json`).
 
 use std::path::{Path, PathBuf};

@@ -355,6 +355,10 @@ mod tests {
             "| **total** (transformer + decode) | 4.000 s | 100.0 | 16.00 s | 4.00× | 100 % / \
              100 % | 50 % | 12 % |"
         ));
+        // Transformer, decode, total.
+        let pos = |needle: &str| out.find(needle).unwrap_or(usize::MAX);
+        assert!(pos("| transformer loop") < pos("| VQ-VAE decode"));
+        assert!(pos("| VQ-VAE decode") < pos("| **total**"));
         // The generic tables do not repeat the VAR rows.
         assert!(!out.contains("## arvis-models/var_generate"));
         assert!(out.contains("torch 2.15.0 (python 3.11.7), 2 threads, B=1, class 207"));
