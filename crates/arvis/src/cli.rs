@@ -11,7 +11,9 @@ use arvis_tokenizer::image::{PixelRange, Rounding, encode_png, grid, tensor_to_r
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::classifier::MnistClassifier;
 use crate::error::{Error, Result};
+use crate::eval::{EvalProgress, EvalSettings, evaluate_with};
 use crate::output::write_atomically;
 use crate::pipeline::{Pipeline, Progress, Request, Stage};
 
@@ -29,16 +31,25 @@ enum Command {
     Generate(GenerateArgs),
     /// Describe a converted model file: family, configuration, parameter count.
     Info(InfoArgs),
+    /// Score a class-conditional MNIST model with the embedded digit classifier: class
+    /// fidelity, Fréchet distance to the MNIST test set, nearest-neighbour diversity.
+    Eval(EvalArgs),
 }
 
 #[derive(Debug, clap::Args)]
 struct GenerateArgs {
     /// Converted `.safetensors` model (see `xtask/py/convert_var.py`).
     #[arg(long, value_name = "PATH")]
-    model: Option<PathBuf>,
+    model: PathBuf,
     /// Class label; repeat for a batch (one image per label).
-    #[arg(long = "class", value_name = "N", required = true)]
+    #[arg(long = "class", value_name = "N", conflicts_with = "grid")]
     classes: Vec<u32>,
+    /// One row per class of the model, `--per-class` images each.
+    #[arg(long)]
+    grid: bool,
+    /// Images per class with `--grid`.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    per_class: usize,
     /// Seed of every random draw.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -54,9 +65,9 @@ struct GenerateArgs {
     /// Output PNG: the images side by side (a grid of `--nrow` per row).
     #[arg(long, value_name = "PATH")]
     out: PathBuf,
-    /// Images per row of the output grid.
-    #[arg(long, default_value_t = 8)]
-    nrow: usize,
+    /// Images per row of the output (default 8; `--per-class` with `--grid`).
+    #[arg(long)]
+    nrow: Option<usize>,
     /// Device to run on.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
@@ -69,6 +80,40 @@ struct GenerateArgs {
 enum DeviceArg {
     Cpu,
     Gpu,
+}
+
+#[derive(Debug, clap::Args)]
+struct EvalArgs {
+    /// MNIST model (`.safetensors`, 10 classes, 28–32 px images).
+    #[arg(long, value_name = "PATH")]
+    model: PathBuf,
+    /// Images per digit (10× this in total).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    samples: usize,
+    /// Seed of the evaluation (batch b generates with a seed derived from it).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Classifier-free guidance strength.
+    #[arg(long, default_value_t = 4.0)]
+    cfg: f32,
+    /// Top-k filter (0 = off).
+    #[arg(long, default_value_t = 900)]
+    top_k: usize,
+    /// Top-p (nucleus) mass in (0, 1] (1 = off).
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    /// Images per generation call.
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    batch: usize,
+    /// Classifier `.safetensors` (default: the embedded one).
+    #[arg(long, value_name = "PATH")]
+    classifier: Option<PathBuf>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -94,6 +139,7 @@ where
     let result = match cli.command {
         Command::Generate(a) => generate(&a),
         Command::Info(a) => info(&a.path),
+        Command::Eval(a) => eval(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -114,14 +160,6 @@ fn generate(a: &GenerateArgs) -> Result<()> {
             ));
         }
     };
-    let Some(model) = &a.model else {
-        return Err(Error::Usage(
-            "no --model given (the embedded default model is not part of this build yet)".into(),
-        ));
-    };
-    if a.nrow == 0 {
-        return Err(Error::Usage("--nrow must be at least 1".into()));
-    }
     if a.out
         .extension()
         .is_none_or(|e| !e.eq_ignore_ascii_case("png"))
@@ -131,9 +169,27 @@ fn generate(a: &GenerateArgs) -> Result<()> {
             a.out.display()
         )));
     }
-    let pipeline = Pipeline::load(model, device)?;
+    if !a.grid && a.classes.is_empty() {
+        return Err(Error::Usage("give --class N (repeatable) or --grid".into()));
+    }
+    if a.grid && a.per_class == 0 {
+        return Err(Error::Usage("--per-class must be at least 1".into()));
+    }
+    let nrow = a.nrow.unwrap_or(if a.grid { a.per_class } else { 8 });
+    if nrow == 0 {
+        return Err(Error::Usage("--nrow must be at least 1".into()));
+    }
+    let pipeline = Pipeline::load(&a.model, device)?;
+    let labels = if a.grid {
+        let classes = u32::try_from(pipeline.num_classes()).unwrap_or(u32::MAX);
+        (0..classes)
+            .flat_map(|c| std::iter::repeat_n(c, a.per_class))
+            .collect()
+    } else {
+        a.classes.clone()
+    };
     let req = Request {
-        labels: a.classes.clone(),
+        labels,
         seed: a.seed,
         cfg: a.cfg,
         top_k: a.top_k,
@@ -160,7 +216,7 @@ fn generate(a: &GenerateArgs) -> Result<()> {
     })?;
     bar.finish_and_clear();
     let rgb = tensor_to_rgb8(&images, PixelRange::ZeroOne, Rounding::Truncate)?;
-    let sheet = grid(&rgb, a.nrow, 0, [0, 0, 0])?;
+    let sheet = grid(&rgb, nrow, 0, [0, 0, 0])?;
     let png = encode_png(&sheet)?;
     write_atomically(&a.out, |tmp: &Path| {
         std::fs::write(tmp, &png).map_err(|source| Error::Io {
@@ -200,6 +256,47 @@ fn info(path: &Path) -> Result<()> {
             println!("config:\n{pretty}");
         }
         Err(e) => println!("config:     (unreadable: {e})"),
+    }
+    Ok(())
+}
+
+fn eval(a: &EvalArgs) -> Result<()> {
+    let pipeline = Pipeline::load(&a.model, Device::Cpu)?;
+    let classifier = match &a.classifier {
+        Some(path) => MnistClassifier::load(path)?,
+        None => MnistClassifier::builtin()?,
+    };
+    let settings = EvalSettings {
+        samples_per_class: a.samples,
+        seed: a.seed,
+        cfg: a.cfg,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        batch_size: a.batch,
+    };
+    let bar = if a.quiet {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::new(a.samples.saturating_mul(10) as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} images (eta {eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    };
+    let report = evaluate_with(&pipeline, &classifier, &settings, &mut |p: EvalProgress| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+    })?;
+    bar.finish_and_clear();
+    if a.json {
+        let text = serde_json::to_string_pretty(&report.to_json())
+            .unwrap_or_else(|_| report.to_json().to_string());
+        println!("{text}");
+    } else {
+        println!("{report}");
     }
     Ok(())
 }

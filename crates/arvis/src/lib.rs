@@ -1,7 +1,10 @@
 #![doc = include_str!("../README.md")]
 
+pub mod builtin;
+pub mod classifier;
 pub mod cli;
 pub mod error;
+pub mod eval;
 pub mod output;
 pub mod pipeline;
 

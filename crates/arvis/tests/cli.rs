@@ -179,10 +179,6 @@ fn user_mistakes_exit_2_without_output() -> TestResult {
             ".png",
         ),
         (
-            vec!["generate", "--class", "1", "--out", s(&out)],
-            "--model",
-        ),
-        (
             vec!["generate", "--model", s(&model), "--out", s(&out)],
             "--class",
         ),
@@ -225,6 +221,45 @@ fn user_mistakes_exit_2_without_output() -> TestResult {
         );
         assert!(!out.exists(), "{args:?} left {}", out.display());
     }
+    Ok(())
+}
+
+#[test]
+fn grid_writes_one_row_per_class() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let model = tiny_model(dir.path())?;
+    let out = dir.path().join("grid.png");
+    let o = arvis(&[
+        "generate",
+        "--model",
+        s(&model),
+        "--grid",
+        "--per-class",
+        "3",
+        "--out",
+        s(&out),
+        "-q",
+    ])?;
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let img = decode_png(&std::fs::read(&out)?)?;
+    // 10 classes × 3 per class, 8×8 images, 3 per row.
+    assert_eq!((img.width(), img.height()), (3 * 8, 10 * 8));
+    // Both --class and --grid is a usage error.
+    let o = arvis(&[
+        "generate",
+        "--model",
+        s(&model),
+        "--grid",
+        "--class",
+        "1",
+        "--out",
+        s(&out),
+    ])?;
+    assert_eq!(o.status.code(), Some(2));
     Ok(())
 }
 
