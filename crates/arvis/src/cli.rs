@@ -50,18 +50,8 @@ struct GenerateArgs {
     /// Images per class with `--grid`.
     #[arg(long, default_value_t = 8, value_name = "N")]
     per_class: usize,
-    /// Seed of every random draw.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Classifier-free guidance strength.
-    #[arg(long, default_value_t = 4.0)]
-    cfg: f32,
-    /// Top-k filter (0 = off).
-    #[arg(long, default_value_t = 900)]
-    top_k: usize,
-    /// Top-p (nucleus) mass in (0, 1] (1 = off).
-    #[arg(long, default_value_t = 0.95)]
-    top_p: f32,
+    #[command(flatten)]
+    sampling: SamplingArgs,
     /// Output PNG: the images side by side (a grid of `--nrow` per row).
     #[arg(long, value_name = "PATH")]
     out: PathBuf,
@@ -74,6 +64,23 @@ struct GenerateArgs {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+}
+
+/// The sampling options `generate` and `eval` share (defaults: the official VAR demo).
+#[derive(Debug, clap::Args)]
+struct SamplingArgs {
+    /// Seed of every random draw (`eval`: batch b generates with a seed derived from it).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Classifier-free guidance strength.
+    #[arg(long, default_value_t = 4.0)]
+    cfg: f32,
+    /// Top-k filter (0 = off).
+    #[arg(long, default_value_t = 900)]
+    top_k: usize,
+    /// Top-p (nucleus) mass in (0, 1] (1 = off).
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -90,18 +97,8 @@ struct EvalArgs {
     /// Images per digit (10× this in total).
     #[arg(long, default_value_t = 100, value_name = "N")]
     samples: usize,
-    /// Seed of the evaluation (batch b generates with a seed derived from it).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Classifier-free guidance strength.
-    #[arg(long, default_value_t = 4.0)]
-    cfg: f32,
-    /// Top-k filter (0 = off).
-    #[arg(long, default_value_t = 900)]
-    top_k: usize,
-    /// Top-p (nucleus) mass in (0, 1] (1 = off).
-    #[arg(long, default_value_t = 0.95)]
-    top_p: f32,
+    #[command(flatten)]
+    sampling: SamplingArgs,
     /// Images per generation call.
     #[arg(long, default_value_t = 50, value_name = "N")]
     batch: usize,
@@ -190,10 +187,10 @@ fn generate(a: &GenerateArgs) -> Result<()> {
     };
     let req = Request {
         labels,
-        seed: a.seed,
-        cfg: a.cfg,
-        top_k: a.top_k,
-        top_p: a.top_p,
+        seed: a.sampling.seed,
+        cfg: a.sampling.cfg,
+        top_k: a.sampling.top_k,
+        top_p: a.sampling.top_p,
     };
     let bar = if a.quiet {
         ProgressBar::hidden()
@@ -268,10 +265,10 @@ fn eval(a: &EvalArgs) -> Result<()> {
     };
     let settings = EvalSettings {
         samples_per_class: a.samples,
-        seed: a.seed,
-        cfg: a.cfg,
-        top_k: a.top_k,
-        top_p: a.top_p,
+        seed: a.sampling.seed,
+        cfg: a.sampling.cfg,
+        top_k: a.sampling.top_k,
+        top_p: a.sampling.top_p,
         batch_size: a.batch,
     };
     let bar = if a.quiet {
