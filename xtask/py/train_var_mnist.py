@@ -1009,6 +1009,8 @@ def export(args, vae: VQVAE, var: VAR, vae_ck: dict, var_info: dict, work: str) 
         raise SystemExit(f"inferred var config {cfg_all['var']} != {var.cfg}")
     cfg_all["vae"] = want_vae  # exactly the Rust VqVaeConfig fields
     meta["arvis.config"] = json.dumps(cfg_all)
+    r_cfg, r_k, r_p = args.recommend.split(",")
+    meta["arvis.sampling"] = json.dumps({"cfg": float(r_cfg), "top_k": int(r_k), "top_p": float(r_p)})
     convert_var.save(args.out, tensors, meta)
     size = os.path.getsize(args.out)
     log(f"wrote {args.out}: {size / 1e6:.2f} MB, {len(tensors)} tensors, "
@@ -1121,6 +1123,9 @@ def parse(argv=None):
     ap.add_argument("--sample-per-class", type=int, default=50)
     ap.add_argument("--top-k", type=int, default=900)
     ap.add_argument("--top-p", type=float, default=0.95)
+    ap.add_argument("--recommend", default="0.5,0,1.0",
+                    help="cfg,top_k,top_p stored as `arvis.sampling` metadata: what `arvis generate` "
+                         "and `arvis eval` use when the user gives none (chosen with `arvis eval`)")
     ap.add_argument("--classifier", default="crates/arvis/assets/classifier_mnist.safetensors")
     ap.add_argument("--smoke", action="store_true", help="tiny subsets and step counts (code test)")
     args = ap.parse_args(argv)

@@ -59,6 +59,9 @@ pub const META_FAMILY: &str = "arvis.family";
 pub const META_CONFIG: &str = "arvis.config";
 /// Metadata key describing where the weights come from.
 pub const META_SOURCE: &str = "arvis.source";
+/// Optional metadata key with the sampling settings the model was tuned for, as a JSON object
+/// (e.g. `{"cfg": 0.5, "top_k": 0, "top_p": 1.0}`); front ends use it when the user gives none.
+pub const META_SAMPLING: &str = "arvis.sampling";
 
 /// Size of the little-endian `u64` header-length prefix.
 const N_LEN: usize = 8;

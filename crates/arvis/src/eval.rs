@@ -117,6 +117,22 @@ impl EvalSettings {
     }
 }
 
+impl EvalSettings {
+    /// `samples_per_class` and `seed` with `pipeline`'s recommended sampling
+    /// ([`Pipeline::default_sampling`]) and batches of 50.
+    pub fn for_pipeline(pipeline: &Pipeline, samples_per_class: usize, seed: u64) -> Self {
+        let s = pipeline.default_sampling();
+        EvalSettings {
+            samples_per_class,
+            seed,
+            cfg: s.cfg,
+            top_k: s.top_k,
+            top_p: s.top_p,
+            batch_size: 50,
+        }
+    }
+}
+
 /// Progress of an evaluation, reported after each generated batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EvalProgress {

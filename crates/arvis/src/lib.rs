@@ -9,7 +9,7 @@ pub mod output;
 pub mod pipeline;
 
 pub use error::{Error, Result};
-pub use pipeline::{Model, Pipeline, Progress, Request, Stage};
+pub use pipeline::{Model, ModelSource, Pipeline, Progress, Request, Sampling, Stage};
 
 /// Attention kernels, masks and the KV cache.
 pub use arvis_attention as attention;

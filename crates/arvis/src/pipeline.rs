@@ -36,6 +36,97 @@ impl Request {
     }
 }
 
+/// The sampling settings of a [`Request`] that have model-dependent defaults.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sampling {
+    /// Classifier-free guidance strength.
+    pub cfg: f32,
+    /// Top-k filter (`0` = off).
+    pub top_k: usize,
+    /// Top-p (nucleus) mass in `(0, 1]` (`1` = off).
+    pub top_p: f32,
+}
+
+impl Sampling {
+    /// The official VAR demo's settings (`cfg 4`, `top_k 900`, `top_p 0.95`): the default for
+    /// files that do not recommend their own.
+    pub const VAR_DEMO: Sampling = Sampling {
+        cfg: 4.0,
+        top_k: 900,
+        top_p: 0.95,
+    };
+
+    /// Reads [`META_SAMPLING`](arvis_core::weights::META_SAMPLING) from `weights`: `Ok(None)`
+    /// when the key is absent, an error naming the file when it is present but malformed
+    /// (every one of `cfg`, `top_k`, `top_p` must be there with a valid value).
+    pub fn from_metadata(weights: &Weights) -> Result<Option<Sampling>> {
+        let key = arvis_core::weights::META_SAMPLING;
+        if weights.metadata().is_none_or(|m| !m.contains_key(key)) {
+            return Ok(None);
+        }
+        let v = weights.metadata_json(key)?;
+        let bad = |what: &str| Error::BadMetadata {
+            path: weights.path().to_path_buf(),
+            msg: format!("`{key}`: {what}"),
+        };
+        let cfg = v["cfg"]
+            .as_f64()
+            .filter(|c| c.is_finite() && *c >= 0.0)
+            .ok_or_else(|| bad("`cfg` must be a finite number >= 0"))?;
+        let top_k = v["top_k"]
+            .as_u64()
+            .and_then(|k| usize::try_from(k).ok())
+            .ok_or_else(|| bad("`top_k` must be an integer >= 0"))?;
+        let top_p = v["top_p"]
+            .as_f64()
+            .filter(|p| *p > 0.0 && *p <= 1.0)
+            .ok_or_else(|| bad("`top_p` must be in (0, 1]"))?;
+        Ok(Some(Sampling {
+            cfg: cfg as f32,
+            top_k,
+            top_p: top_p as f32,
+        }))
+    }
+}
+
+/// Where a model comes from: a converted file or the model embedded in the binary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModelSource {
+    /// The embedded VAR-on-MNIST model ([`crate::builtin::VAR_MNIST`]).
+    Builtin,
+    /// A converted `.safetensors` file.
+    File(PathBuf),
+}
+
+impl ModelSource {
+    /// [`BUILTIN_MODEL_NAME`](crate::builtin::BUILTIN_MODEL_NAME) (`"builtin"`) selects the
+    /// embedded model; anything else is a path (write `./builtin` for a file of that name).
+    pub fn parse(arg: &str) -> Self {
+        if arg == crate::builtin::BUILTIN_MODEL_NAME {
+            ModelSource::Builtin
+        } else {
+            ModelSource::File(PathBuf::from(arg))
+        }
+    }
+}
+
+impl std::str::FromStr for ModelSource {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(ModelSource::parse(s))
+    }
+}
+
+impl std::fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelSource::Builtin => f.write_str(crate::builtin::BUILTIN_MODEL_NAME),
+            ModelSource::File(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
 /// Progress of a generation, for progress bars.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Progress {
@@ -73,6 +164,7 @@ pub enum Model {
 pub struct Pipeline {
     model: Model,
     source: PathBuf,
+    sampling: Sampling,
 }
 
 impl Pipeline {
@@ -81,6 +173,19 @@ impl Pipeline {
     pub fn load(path: impl AsRef<Path>, device: Device) -> Result<Self> {
         let weights = Weights::open(path.as_ref())?;
         Self::from_weights(&weights, device)
+    }
+
+    /// The model embedded in the binary (VAR on MNIST, 32×32 digits; see [`crate::builtin`]).
+    pub fn builtin(device: Device) -> Result<Self> {
+        Self::from_weights(&crate::builtin::var_mnist_weights()?, device)
+    }
+
+    /// Loads `source`: the embedded model or a file.
+    pub fn open(source: &ModelSource, device: Device) -> Result<Self> {
+        match source {
+            ModelSource::Builtin => Self::builtin(device),
+            ModelSource::File(path) => Self::load(path, device),
+        }
     }
 
     /// Builds the model from already-open weights (e.g. `Weights::from_static` for an
@@ -106,9 +211,11 @@ impl Pipeline {
                 });
             }
         };
+        let sampling = Sampling::from_metadata(weights)?.unwrap_or(Sampling::VAR_DEMO);
         Ok(Pipeline {
             model,
             source: weights.path().to_path_buf(),
+            sampling,
         })
     }
 
@@ -127,6 +234,24 @@ impl Pipeline {
     /// Where the weights came from.
     pub fn source(&self) -> &Path {
         &self.source
+    }
+
+    /// The sampling settings the file recommends (its `arvis.sampling` metadata), else
+    /// [`Sampling::VAR_DEMO`].
+    pub fn default_sampling(&self) -> Sampling {
+        self.sampling
+    }
+
+    /// A request for `labels` and `seed` with the model's [`Pipeline::default_sampling`].
+    pub fn request(&self, labels: Vec<u32>, seed: u64) -> Request {
+        let s = self.sampling;
+        Request {
+            labels,
+            seed,
+            cfg: s.cfg,
+            top_k: s.top_k,
+            top_p: s.top_p,
+        }
     }
 
     /// Number of class labels the model accepts (`0..num_classes`).
