@@ -28,7 +28,7 @@ use arvis_benches::{
     FMA_PEAK_ITERS, FmaKernel, conv2d_flops, copy_pool, fma_peak, matmul_flops, read_write_bytes,
     shape_id, stream_copy,
 };
-use arvis_core::ops::{Conv2dParams, Padding2d};
+use arvis_core::ops::{Conv2dParams, Conv3x3Winograd, PackedMatrix, Padding2d};
 use arvis_core::{SeededRng, Tensor};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
@@ -87,8 +87,49 @@ fn bench_matmul(c: &mut Criterion) {
     group.finish();
 }
 
+/// `matmul_packed` (weights packed once, as the VAR layers hold them) against the general
+/// GEMM on the same pre-transposed weight (`cpu_unpacked`, what VAR ran before), at the row
+/// counts of VAR-d16's scales with CFG (2 = 1×1 scale … 512 = 16×16). Id shape `m x k x n`.
+fn bench_linear_packed(c: &mut Criterion) {
+    let mut rng = SeededRng::new(7);
+    let (k, n) = (1024, 4096);
+    let w = Tensor::randn(&[n, k], &mut rng);
+    let bias = Tensor::randn(&[n], &mut rng);
+    let packed = PackedMatrix::from_linear(&w, Some(&bias)).expect("packing must succeed");
+    let w_t = w.transpose(0, 1).expect("transpose must succeed");
+    let mut group = c.benchmark_group("arvis-core/linear_packed");
+    group.measurement_time(Duration::from_secs(2));
+    for m in [2usize, 18, 72, 200, 512] {
+        let x = Tensor::randn(&[m, k], &mut rng);
+        group.throughput(Throughput::Elements(matmul_flops(m, k, n)));
+        group.bench_function(BenchmarkId::new(CPU, shape_id(&[m, k, n])), |bch| {
+            bch.iter(|| black_box(black_box(&x).matmul_packed(black_box(&packed))))
+        });
+        group.bench_function(
+            BenchmarkId::new("cpu_unpacked", shape_id(&[m, k, n])),
+            |bch| {
+                bch.iter(|| {
+                    black_box(
+                        black_box(&x)
+                            .matmul(black_box(&w_t))
+                            .and_then(|y| y.add(&bias)),
+                    )
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
 /// 3×3, stride 1, pad 1 convolutions shaped like a VAE decoder's. Id shape:
-/// `N x C x H x W _o<out channels>`.
+/// `N x C x H x W _o<out channels>`. Three variants per shape, all rated in direct-convolution
+/// FLOPs (`2·O·C·9·H·W`, so Winograd's "FLOP/s" is effective, not executed):
+/// - `cpu`: `Tensor::conv2d` as a model calls it (Winograd F(4×4, 3×3) at these shapes, the
+///   weight transformed on each call);
+/// - `cpu_im2col`: `Tensor::conv2d_im2col`, the im2col + GEMM lowering (what `cpu` was before
+///   the Winograd path), so the ratio shows in one run;
+/// - `cpu_winograd_prepared`: `Conv3x3Winograd::apply` with the weight transformed once, as a
+///   layer holding its transformed weight runs.
 fn bench_conv2d(c: &mut Criterion) {
     let mut rng = SeededRng::new(1);
     let mut group = c.benchmark_group("arvis-core/conv2d");
@@ -102,6 +143,7 @@ fn bench_conv2d(c: &mut Criterion) {
         };
         x.conv2d(&w, Some(&b), params)
             .expect("conv2d must succeed on valid shapes");
+        let prepared = Conv3x3Winograd::new(&w).expect("a 3x3 weight must transform");
         group.throughput(Throughput::Elements(conv2d_flops(
             1,
             ch,
@@ -110,8 +152,22 @@ fn bench_conv2d(c: &mut Criterion) {
             (hw, hw),
         )));
         let id = format!("{}_o{ch}", shape_id(&[1, ch, hw, hw]));
-        group.bench_function(BenchmarkId::new(CPU, id), |bch| {
+        group.bench_function(BenchmarkId::new(CPU, &id), |bch| {
             bch.iter(|| black_box(black_box(&x).conv2d(black_box(&w), Some(black_box(&b)), params)))
+        });
+        group.bench_function(BenchmarkId::new("cpu_im2col", &id), |bch| {
+            bch.iter(|| {
+                black_box(black_box(&x).conv2d_im2col(black_box(&w), Some(black_box(&b)), params))
+            })
+        });
+        group.bench_function(BenchmarkId::new("cpu_winograd_prepared", &id), |bch| {
+            bch.iter(|| {
+                black_box(black_box(&prepared).apply(
+                    black_box(&x),
+                    Some(black_box(&b)),
+                    params.padding,
+                ))
+            })
         });
     }
     group.finish();
@@ -198,6 +254,6 @@ fn bench_fma_peak(c: &mut Criterion) {
 criterion_group! {
     name = core_ops;
     config = config();
-    targets = bench_stream_copy, bench_fma_peak, bench_matmul, bench_conv2d, bench_rowwise
+    targets = bench_stream_copy, bench_fma_peak, bench_matmul, bench_linear_packed, bench_conv2d, bench_rowwise
 }
 criterion_main!(core_ops);

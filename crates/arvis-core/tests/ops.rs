@@ -3,7 +3,9 @@
 
 mod common;
 
-use arvis_core::ops::{Conv2dParams, Padding2d, gelu_erf, gelu_tanh, silu};
+use arvis_core::ops::{
+    Conv2dParams, Conv3x3Winograd, PackedMatrix, Padding2d, gelu_erf, gelu_tanh, silu,
+};
 use arvis_core::{Error, Tensor, Tolerance};
 use common::*;
 
@@ -103,6 +105,53 @@ fn linear_matches_naive() -> TestResult {
     let x = randn(&[2, 3], 0);
     assert!(x.linear(&randn(&[4, 2], 1), None).is_err());
     assert!(x.linear(&randn(&[4, 3], 1), Some(&randn(&[3], 2))).is_err());
+    Ok(())
+}
+
+/// `matmul_packed` (both packings, every tile height 1..=12 and a partial last panel) against
+/// the naive product; the portable kernel is the same code path on machines without AVX-512.
+#[test]
+fn matmul_packed_matches_naive() -> TestResult {
+    for (i, (lead, k, n, with_bias)) in [
+        (vec![1], 1, 1, true),
+        (vec![2], 7, 32, false),
+        (vec![5], 64, 33, true),
+        (vec![12], 19, 64, true),
+        (vec![13], 40, 70, false),
+        (vec![2, 3, 5], 33, 95, true), // 30 rows: two full tiles and one of 6
+        (vec![61], 130, 17, true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut sx = lead.clone();
+        sx.push(k);
+        let x = randn(&sx, 200 + i as u64);
+        let w = randn(&[n, k], 300 + i as u64);
+        let b = randn(&[n], 400 + i as u64);
+        let bias = with_bias.then_some(&b);
+        let rows: usize = lead.iter().product();
+        let (mut want, _) = naive_matmul(&f64s(&x), &[rows, k], &f64s(&w), &[n, k], false, true);
+        if with_bias {
+            let bb = f64s(&b);
+            for (j, v) in want.iter_mut().enumerate() {
+                *v += bb[j % n];
+            }
+        }
+        let mut so = lead.clone();
+        so.push(n);
+        let from_linear = x.matmul_packed(&PackedMatrix::from_linear(&w, bias)?)?;
+        let from_kn = x.matmul_packed(&PackedMatrix::from_kn(&w.transpose(0, 1)?, bias)?)?;
+        for got in [from_linear, from_kn] {
+            assert_eq!(got.shape(), &so[..]);
+            MM.check(&got.to_vec(), &want)
+                .map_err(|e| format!("case {i}: {e}"))?;
+        }
+    }
+    let p = PackedMatrix::from_linear(&randn(&[4, 3], 1), None)?;
+    assert!(randn(&[2, 4], 0).matmul_packed(&p).is_err());
+    assert!(PackedMatrix::from_linear(&randn(&[4, 3], 1), Some(&randn(&[3], 2))).is_err());
+    assert!(PackedMatrix::from_kn(&randn(&[2, 4, 3], 1), None).is_err());
     Ok(())
 }
 
@@ -399,6 +448,136 @@ fn conv2d_matches_naive_for_strides_and_paddings() -> TestResult {
             .is_err()
     );
     Ok(())
+}
+
+/// Winograd F(4×4, 3×3), forced through [`Conv3x3Winograd`] (small shapes that `conv2d` would
+/// send to im2col): spatial sizes not divisible by 4, one tile, a 1×1 input, Cin ≠ Cout,
+/// batches, symmetric and asymmetric padding, with and without bias.
+#[test]
+fn winograd_conv3x3_matches_naive() -> TestResult {
+    // (input NCHW, out channels, padding top/bottom/left/right)
+    let cases: &[([usize; 4], usize, [usize; 4])] = &[
+        ([1, 3, 7, 9], 5, [1; 4]),
+        ([2, 4, 13, 13], 6, [0; 4]),
+        ([2, 5, 13, 13], 3, [1; 4]),
+        ([1, 2, 5, 6], 2, [0, 1, 2, 0]),
+        ([2, 8, 9, 7], 16, [2, 0, 1, 3]),
+        ([1, 1, 3, 3], 1, [0; 4]), // one output
+        ([1, 3, 1, 1], 2, [1; 4]), // 1×1 input, all taps but the centre in the padding
+        ([1, 2, 4, 8], 3, [0, 0, 1, 1]),
+        ([1, 17, 16, 17], 18, [1; 4]),
+        ([1, 2, 2, 1], 2, [0, 1, 5, 0]), // taps wholly in the padding
+        ([1, 2, 2, 3], 3, [6, 5, 0, 0]), // tile rows wholly in the padding
+        ([1, 2, 0, 3], 3, [2, 3, 1, 1]), // an empty input: the output is the bias
+    ];
+    for (i, &(sx, o, pad)) in cases.iter().enumerate() {
+        let x = randn(&sx, 60 + i as u64);
+        let w = randn(&[o, sx[1], 3, 3], 80 + i as u64);
+        let b = randn(&[o], 100 + i as u64);
+        let padding = Padding2d {
+            top: pad[0],
+            bottom: pad[1],
+            left: pad[2],
+            right: pad[3],
+        };
+        let wino = Conv3x3Winograd::new(&w)?;
+        assert_eq!((wino.in_channels(), wino.out_channels()), (sx[1], o));
+        for bias in [true, false] {
+            let got = wino.apply(&x, bias.then_some(&b), padding)?;
+            let bv = f64s(&b);
+            let (want, so) = naive_conv2d(
+                &f64s(&x),
+                sx,
+                &f64s(&w),
+                [o, sx[1], 3, 3],
+                bias.then_some(&bv[..]),
+                (1, 1),
+                pad,
+            );
+            assert_eq!(got.shape(), &so[..], "case {i}");
+            MM.check(&got.to_vec(), &want)
+                .map_err(|e| format!("case {i} (bias {bias}): {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Decoder-sized channels (a 1×320×17×17 → 320 conv, weights scaled like a trained layer's,
+/// std 1/√(9·Cin)): the transforms' rounding accumulated over 320 channels stays inside the
+/// conv tolerance.
+#[test]
+fn winograd_conv3x3_large_channels_matches_naive() -> TestResult {
+    let (c, o, hw) = (320, 320, 17);
+    let x = randn(&[1, c, hw, hw], 7);
+    let w = randn(&[o, c, 3, 3], 8).scale(1.0 / ((9 * c) as f32).sqrt());
+    let b = randn(&[o], 9);
+    let got = Conv3x3Winograd::new(&w)?.apply(&x, Some(&b), Padding2d::same(1))?;
+    let bv = f64s(&b);
+    let (want, _) = naive_conv2d(
+        &f64s(&x),
+        [1, c, hw, hw],
+        &f64s(&w),
+        [o, c, 3, 3],
+        Some(&bv[..]),
+        (1, 1),
+        [1; 4],
+    );
+    MM.check(&got.to_vec(), &want)?;
+    Ok(())
+}
+
+/// `conv2d` dispatches: a shape past the Winograd threshold gives exactly the
+/// [`Conv3x3Winograd`] result, one below it exactly the im2col result, and both agree with
+/// each other within the conv tolerance.
+#[test]
+fn conv2d_dispatches_between_winograd_and_im2col() -> TestResult {
+    let p = Conv2dParams::new(1, 1);
+    for (sx, o, winograd) in [
+        ([1, 32, 32, 32], 32, true),
+        ([2, 128, 15, 15], 128, true),
+        ([1, 32, 16, 16], 32, false),
+        ([1, 8, 64, 64], 16, false),  // too few input channels
+        ([1, 64, 70, 120], 3, false), // too few output channels
+    ] {
+        let x = randn(&sx, 1);
+        let w = randn(&[o, sx[1], 3, 3], 2).scale(1.0 / ((9 * sx[1]) as f32).sqrt());
+        let b = randn(&[o], 3);
+        let got = x.conv2d(&w, Some(&b), p)?.to_vec();
+        let wino = Conv3x3Winograd::new(&w)?
+            .apply(&x, Some(&b), p.padding)?
+            .to_vec();
+        let im2col = x.conv2d_im2col(&w, Some(&b), p)?.to_vec();
+        assert_eq!(&got, if winograd { &wino } else { &im2col }, "{sx:?}");
+        MM.check(&wino, &im2col)?;
+    }
+    // Strided and non-3×3 convolutions never take the Winograd path.
+    let x = randn(&[1, 64, 40, 40], 4);
+    let w = randn(&[64, 64, 3, 3], 5);
+    let p2 = Conv2dParams::new(2, 1);
+    assert_eq!(
+        x.conv2d(&w, None, p2)?.to_vec(),
+        x.conv2d_im2col(&w, None, p2)?.to_vec()
+    );
+    Ok(())
+}
+
+#[test]
+fn winograd_conv3x3_rejects_bad_shapes() {
+    assert!(Conv3x3Winograd::new(&randn(&[2, 3, 5, 5], 1)).is_err());
+    assert!(Conv3x3Winograd::new(&randn(&[2, 3, 3], 1)).is_err());
+    let wino = Conv3x3Winograd::new(&randn(&[2, 3, 3, 3], 1)).expect("valid weight");
+    let pad = Padding2d::same(1);
+    assert!(wino.apply(&randn(&[1, 4, 5, 5], 2), None, pad).is_err());
+    assert!(wino.apply(&randn(&[3, 5, 5], 2), None, pad).is_err());
+    assert!(
+        wino.apply(&randn(&[1, 3, 5, 5], 2), Some(&randn(&[3], 3)), pad)
+            .is_err()
+    );
+    // 2×2 unpadded: the 3×3 window does not fit.
+    assert!(
+        wino.apply(&randn(&[1, 3, 2, 2], 2), None, Padding2d::default())
+            .is_err()
+    );
 }
 
 #[test]

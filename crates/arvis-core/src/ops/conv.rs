@@ -1,8 +1,11 @@
-//! 2-D convolution (NCHW), lowered to GEMM through a bounded im2col buffer.
+//! 2-D convolution (NCHW): 3×3 stride-1 convolutions large enough to pay for it through
+//! Winograd F(4×4, 3×3) (`ops/winograd.rs`), everything else lowered to GEMM through a bounded
+//! im2col buffer.
 
 use rayon::prelude::*;
 
 use super::gemm::{MatRef, sgemm};
+use super::winograd::Conv3x3Winograd;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -74,44 +77,144 @@ impl Conv2dParams {
 /// bounds memory for large decoders (a 256×256 VAE level would otherwise need ~400 MB).
 const COLS_BUDGET: usize = 4 << 20;
 
+/// Whether a 3×3 stride-1 convolution (`n` images, `cin → cout` channels, `ho × wo` output)
+/// takes the Winograd path of [`Tensor::conv2d`], which transforms the weight on every call.
+///
+/// Measured against im2col on the 2-core Zen 4 reference machine, per-call weight transform
+/// included: Winograd wins 2–3× on the VAE decoder's convolutions (≥ 32×32 outputs, 160–640
+/// channels) and loses where its fixed costs dominate — few output pixels (a 640-channel 16×16
+/// conv spends more on transforming its 14.7 MB weight than it saves), a short GEMM depth
+/// (`cin` < 16), or a transformed weight over 32 MiB (a fresh allocation each call, paid in page
+/// faults: 25–37 ms for 640 → 640, against 4–7 ms for the convolution itself at 16×16; holding a
+/// [`Conv3x3Winograd`] avoids it). The thresholds are in output pixels `n·ho·wo`.
+///
+/// Thin outputs (`cout` < 16, e.g. a decoder's final RGB conv) stay on im2col although Winograd
+/// is faster there too (3× on 160 → 3 at 256×256): they are a small share of the work, and
+/// im2col's rounding error is 4–10× smaller (Winograd's is within the conv tolerance for
+/// weights of trained magnitude, but only just for unit-variance weights, whose outputs are
+/// tens). A caller that wants it there uses [`Conv3x3Winograd`] directly.
+fn winograd_pays(cin: usize, cout: usize, n: usize, ho: usize, wo: usize) -> bool {
+    if cin < 16 || cout < 16 || ho < 4 || wo < 4 {
+        return false;
+    }
+    let pixels = n * ho * wo;
+    let u_bytes = 36 * cin * cout * std::mem::size_of::<f32>();
+    let min_pixels = if u_bytes > 32 << 20 {
+        2048
+    } else if cin >= 128 && cout >= 128 {
+        400
+    } else if cin >= 32 {
+        1024
+    } else {
+        4096
+    };
+    pixels >= min_pixels
+}
+
+/// Checked dimensions of a convolution.
+struct ConvDims {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    ho: usize,
+    wo: usize,
+}
+
+fn check_conv(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    p: Conv2dParams,
+) -> Result<ConvDims> {
+    const OP: &str = "conv2d";
+    let s = x.shape();
+    let ws = weight.shape();
+    if s.len() != 4 {
+        return Err(Error::shape(OP, "input [N, C, H, W]", s));
+    }
+    let (n, c, h, w) = (s[0], s[1], s[2], s[3]);
+    if ws.len() != 4 || ws[1] != c {
+        return Err(Error::shape(OP, format!("weight [O, {c}, kh, kw]"), ws));
+    }
+    let (o, kh, kw) = (ws[0], ws[2], ws[3]);
+    if let Some(b) = bias
+        && b.shape() != [o]
+    {
+        return Err(Error::shape(OP, format!("bias [{o}]"), b.shape()));
+    }
+    let (sh, sw) = p.stride;
+    if sh == 0 || sw == 0 || kh == 0 || kw == 0 {
+        return Err(Error::arg(OP, "stride and kernel size must be >= 1"));
+    }
+    let pad = p.padding;
+    let (hp, wp) = (h + pad.top + pad.bottom, w + pad.left + pad.right);
+    if hp < kh || wp < kw {
+        return Err(Error::arg(
+            OP,
+            format!("kernel {kh}x{kw} larger than padded input {hp}x{wp}"),
+        ));
+    }
+    let (ho, wo) = ((hp - kh) / sh + 1, (wp - kw) / sw + 1);
+    Ok(ConvDims {
+        n,
+        c,
+        h,
+        w,
+        o,
+        kh,
+        kw,
+        ho,
+        wo,
+    })
+}
+
 impl Tensor {
     /// 2-D cross-correlation of `[N, C, H, W]` with `weight` `[O, C, kh, kw]` (+ `bias` `[O]`),
     /// as `nn.Conv2d` (groups = 1, dilation = 1).
+    ///
+    /// 3×3 stride-1 convolutions with enough channels and output pixels to pay for it run as
+    /// Winograd F(4×4, 3×3) ([`Conv3x3Winograd`], transforming the weight on each call; results
+    /// differ from im2col by rounding only); everything else through an im2col GEMM
+    /// ([`Tensor::conv2d_im2col`]).
     pub fn conv2d(
         &self,
         weight: &Tensor,
         bias: Option<&Tensor>,
         p: Conv2dParams,
     ) -> Result<Tensor> {
-        const OP: &str = "conv2d";
-        let s = self.shape();
-        let ws = weight.shape();
-        if s.len() != 4 {
-            return Err(Error::shape(OP, "input [N, C, H, W]", s));
-        }
-        let (n, c, h, w) = (s[0], s[1], s[2], s[3]);
-        if ws.len() != 4 || ws[1] != c {
-            return Err(Error::shape(OP, format!("weight [O, {c}, kh, kw]"), ws));
-        }
-        let (o, kh, kw) = (ws[0], ws[2], ws[3]);
-        if let Some(b) = bias
-            && b.shape() != [o]
+        let d = check_conv(self, weight, bias, p)?;
+        if (d.kh, d.kw) == (3, 3) && p.stride == (1, 1) && winograd_pays(d.c, d.o, d.n, d.ho, d.wo)
         {
-            return Err(Error::shape(OP, format!("bias [{o}]"), b.shape()));
+            return Conv3x3Winograd::new(weight)?.apply(self, bias, p.padding);
         }
+        self.conv2d_im2col(weight, bias, p)
+    }
+
+    /// [`Tensor::conv2d`] always lowered to GEMM through a bounded im2col buffer, never
+    /// Winograd: the reference path for benchmarks and cross-checks.
+    pub fn conv2d_im2col(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        p: Conv2dParams,
+    ) -> Result<Tensor> {
+        let ConvDims {
+            n,
+            c,
+            h,
+            w,
+            o,
+            kh,
+            kw,
+            ho,
+            wo,
+        } = check_conv(self, weight, bias, p)?;
         let (sh, sw) = p.stride;
-        if sh == 0 || sw == 0 || kh == 0 || kw == 0 {
-            return Err(Error::arg(OP, "stride and kernel size must be >= 1"));
-        }
         let pad = p.padding;
-        let (hp, wp) = (h + pad.top + pad.bottom, w + pad.left + pad.right);
-        if hp < kh || wp < kw {
-            return Err(Error::arg(
-                OP,
-                format!("kernel {kh}x{kw} larger than padded input {hp}x{wp}"),
-            ));
-        }
-        let (ho, wo) = ((hp - kh) / sh + 1, (wp - kw) / sw + 1);
         let plane = ho * wo;
         let kdim = c * kh * kw;
         let mut out = vec![0.0f32; n * o * plane];

@@ -10,13 +10,17 @@ pub(crate) mod gemm;
 pub(crate) mod lanes;
 mod matmul;
 mod norm;
+mod packed;
 mod resize;
 mod shape;
 pub(crate) mod softmax;
 mod unary;
+mod winograd;
 
 pub use broadcast::broadcast_shapes;
 pub use conv::{Conv2dParams, Padding2d};
 pub use lanes::exp_f32;
+pub use packed::PackedMatrix;
 pub use shape::axis_index;
 pub use unary::{gelu_erf, gelu_tanh, sigmoid, silu};
+pub use winograd::Conv3x3Winograd;

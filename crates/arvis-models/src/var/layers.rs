@@ -5,8 +5,8 @@
 //! `l` tokens of the current step, `C` width, `H` heads, `d = C / H`.
 
 use arvis_attention::{AttentionMask, KvCache, sdpa};
+use arvis_core::ops::PackedMatrix;
 use arvis_core::{Tensor, WeightsScope};
-use rayon::prelude::*;
 
 use crate::error::Result;
 
@@ -17,19 +17,16 @@ fn max_scale_mul() -> f32 {
 }
 
 /// A linear layer `x·Wᵀ + b`, loaded from PyTorch layout (`weight` is `[out, in]`) and kept
-/// transposed as `[in, out]`.
+/// packed for [`Tensor::matmul_packed`].
 ///
-/// Why transposed: `Tensor::linear` reads `[out, in]` weights as a transposed GEMM operand,
-/// which the `gemm` crate handles far more slowly when there are few rows (a VAR scale has
-/// `2B·pn²` = 2…512 rows): measured on the 2-core AVX-512 dev VM, `[m, 1024]·[1024, 4096]` took
-/// 6.4 ms (`linear`) vs 0.5 ms (`matmul` on the transposed weight) at m = 2, 17.7 vs 8.8 ms at
-/// m = 72 and 28.7 vs 26.1 ms at m = 512. The one-off transpose at load time
-/// ([`transpose_2d`]) pays for itself in the first image.
+/// Why packed: a general GEMM re-packs the weight on every call, which costs as much as the
+/// arithmetic when a VAR scale has few rows (`2B·pn²` = 2…512). Measured on the 2-core AVX-512
+/// dev VM, `[m, 1024]·[1024, 4096]`: `linear` 6.4 ms at m = 2 (a transposed GEMM operand),
+/// `matmul` on a pre-transposed weight 1.4 ms, `matmul_packed` 0.66 ms (the weight streamed
+/// once, 25 GB/s); at m = 72, 8.2 vs 6.8 ms; at m = 512, equal (see `docs/benchmarks.md`).
 #[derive(Clone, Debug)]
 pub(crate) struct Linear {
-    /// `Wᵀ`, `[in, out]`.
-    weight_t: Tensor,
-    bias: Option<Tensor>,
+    packed: PackedMatrix,
 }
 
 impl Linear {
@@ -52,18 +49,13 @@ impl Linear {
     /// From a PyTorch-layout weight `[out, in]` and optional bias `[out]`.
     pub(crate) fn from_torch(weight: &Tensor, bias: Option<Tensor>) -> Result<Self> {
         Ok(Linear {
-            weight_t: transpose_2d(weight)?,
-            bias,
+            packed: PackedMatrix::from_linear(weight, bias.as_ref())?,
         })
     }
 
-    /// One GEMM over all leading dims, then the bias.
+    /// One product over all leading dims, bias included.
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.matmul(&self.weight_t)?;
-        Ok(match &self.bias {
-            Some(b) => y.add(b)?,
-            None => y,
-        })
+        Ok(x.matmul_packed(&self.packed)?)
     }
 }
 
@@ -324,47 +316,6 @@ impl Head {
     }
 }
 
-/// Side of the square tiles of [`transpose_2d`]: a 32×32 f32 tile of source and destination
-/// (8 KiB) stays in L1.
-const TILE: usize = 32;
-
-/// `wᵀ` of a matrix `[r, c]`, as `[c, r]`, by cache-sized tiles in parallel.
-///
-/// A load-time helper: `Tensor::transpose` gathers each output row with a stride of `c`
-/// elements, a cache miss per element, which made loading VAR-d16's ~290M linear weights take
-/// about 2 s on the dev VM; tiling makes it memory-bound.
-pub(crate) fn transpose_2d(w: &Tensor) -> Result<Tensor> {
-    let [r, c] = *w.shape() else {
-        return Err(arvis_core::Error::Shape {
-            op: "transpose_2d",
-            expected: "a matrix [r, c]".into(),
-            found: w.shape().to_vec(),
-        }
-        .into());
-    };
-    let src = w.to_vec();
-    let mut dst = vec![0f32; r * c];
-    if r > 0 && c > 0 {
-        // Each task owns TILE destination rows (= TILE source columns).
-        dst.par_chunks_mut(TILE * r)
-            .enumerate()
-            .for_each(|(jt, rows)| {
-                let j0 = jt * TILE;
-                let jn = rows.len() / r;
-                for i0 in (0..r).step_by(TILE) {
-                    let i1 = (i0 + TILE).min(r);
-                    for jj in 0..jn {
-                        let out = &mut rows[jj * r + i0..jj * r + i1];
-                        for (o, i) in out.iter_mut().zip(i0..i1) {
-                            *o = src[i * c + j0 + jj];
-                        }
-                    }
-                }
-            });
-    }
-    Ok(Tensor::from_vec(dst, &[c, r])?)
-}
-
 /// `(N, l, C)` of a rank-3 tensor.
 pub(crate) fn dims3(x: &Tensor) -> Result<(usize, usize, usize)> {
     match *x.shape() {
@@ -375,22 +326,5 @@ pub(crate) fn dims3(x: &Tensor) -> Result<(usize, usize, usize)> {
             found: x.shape().to_vec(),
         }
         .into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn transpose_2d_matches_core_transpose() -> Result<()> {
-        let mut rng = arvis_core::SeededRng::new(0);
-        for (r, c) in [(1, 1), (3, 70), (64, 32), (100, 33), (33, 100)] {
-            let w = Tensor::randn(&[r, c], &mut rng);
-            let got = transpose_2d(&w)?;
-            assert_eq!(got.shape(), &[c, r]);
-            assert_eq!(got.to_vec(), w.transpose(0, 1)?.to_vec());
-        }
-        Ok(())
     }
 }
