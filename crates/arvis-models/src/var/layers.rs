@@ -21,9 +21,9 @@ fn max_scale_mul() -> f32 {
 ///
 /// Why packed: a general GEMM re-packs the weight on every call, which costs as much as the
 /// arithmetic when a VAR scale has few rows (`2B·pn²` = 2…512). Measured on the 2-core AVX-512
-/// dev VM, `[m, 1024]·[1024, 4096]`: `linear` 6.4 ms at m = 2 (a transposed GEMM operand),
-/// `matmul` on a pre-transposed weight 1.4 ms, `matmul_packed` 0.66 ms (the weight streamed
-/// once, 25 GB/s); at m = 72, 8.2 vs 6.8 ms; at m = 512, equal (see `docs/benchmarks.md`).
+/// dev VM, `[m, 1024]·[1024, 4096]`, GEMM on a pre-transposed weight vs `matmul_packed`:
+/// 0.85 vs 0.67 ms at m = 2 (the weight streamed once at 25 GB/s), 5.2 vs 3.2 ms at m = 72,
+/// 21.3 vs 20.0 ms at m = 512 (215 GFLOP/s); see `docs/benchmarks.md`.
 #[derive(Clone, Debug)]
 pub(crate) struct Linear {
     packed: PackedMatrix,
