@@ -12,6 +12,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// The GPU runtime failed: no adapter, a device request, a transfer or a kernel launch.
+    #[error("gpu {op}: {msg}")]
+    Gpu {
+        /// What was being done (`"adapter"`, `"download"`, `"add"`).
+        op: &'static str,
+        /// What went wrong.
+        msg: String,
+    },
     /// An op received an operand whose shape does not fit.
     #[error("{op}: shape mismatch: expected {expected}, found {found:?}")]
     Shape {
@@ -120,6 +128,13 @@ pub enum Error {
 }
 
 impl Error {
+    pub(crate) fn gpu(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::Gpu {
+            op,
+            msg: msg.into(),
+        }
+    }
+
     pub(crate) fn shape(op: &'static str, expected: impl Into<String>, found: &[usize]) -> Self {
         Error::Shape {
             op,

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod error;
+pub mod gpu;
 pub mod ops;
 pub mod rng;
 pub mod sampling;

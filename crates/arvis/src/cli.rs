@@ -130,8 +130,12 @@ struct EvalArgs {
 #[derive(Debug, clap::Args)]
 struct InfoArgs {
     /// Converted `.safetensors` model, or `builtin`.
-    #[arg(value_name = "PATH|builtin")]
-    model: ModelSource,
+    #[arg(value_name = "PATH|builtin", required_unless_present = "gpu")]
+    model: Option<ModelSource>,
+    /// Describe the GPU adapter wgpu picks (`ARVIS_WGPU_ADAPTER=<substring>` chooses another):
+    /// backend, driver, limits, optional features.
+    #[arg(long)]
+    gpu: bool,
 }
 
 /// Parses `args` (including the program name) and runs the command.
@@ -150,7 +154,7 @@ where
     };
     let result = match cli.command {
         Command::Generate(a) => generate(&a),
-        Command::Info(a) => info(&a.model),
+        Command::Info(a) => info(a.model.as_ref(), a.gpu),
         Command::Eval(a) => eval(&a),
     };
     match result {
@@ -249,7 +253,12 @@ fn generate(a: &GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-fn info(model: &ModelSource) -> Result<()> {
+fn info(model: Option<&ModelSource>, gpu: bool) -> Result<()> {
+    if gpu {
+        let ctx = arvis_core::gpu::GpuContext::new()?;
+        println!("{}", ctx.info());
+    }
+    let Some(model) = model else { return Ok(()) };
     let w = match model {
         ModelSource::Builtin => crate::builtin::var_mnist_weights()?,
         ModelSource::File(path) => Weights::open(path)?,

@@ -286,3 +286,29 @@ fn info_describes_the_model() -> TestResult {
     assert!(text.contains(&format!("parameters: {n} ")), "{text}");
     Ok(())
 }
+
+/// `arvis info --gpu` reports the adapter (when one exists; CI installs lavapipe and requires
+/// it), and `arvis info` with neither a model nor `--gpu` is a usage error.
+#[test]
+fn info_gpu_reports_the_adapter() -> TestResult {
+    let o = arvis(&["info"])?;
+    assert_eq!(o.status.code(), Some(2));
+    let o = arvis(&["info", "--gpu"])?;
+    let out = String::from_utf8_lossy(&o.stdout);
+    if o.status.success() {
+        assert!(
+            out.contains("adapter:") && out.contains("storage binding:"),
+            "{out}"
+        );
+    } else if std::env::var("CI").is_ok_and(|v| v == "true") {
+        return Err(format!(
+            "CI=true but `info --gpu` failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        )
+        .into());
+    } else {
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "SKIPPED info --gpu: no adapter");
+    }
+    Ok(())
+}
