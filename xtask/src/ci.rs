@@ -1,7 +1,7 @@
 //! `cargo xtask ci`: the checks CI runs, in order, stopping at the first failure.
 //!
-//! CI calls this with `CI=true`. Nothing differs yet; a GPU step (run only where an
-//! accelerator is present) will hook in here later.
+//! CI calls this with `CI=true`; the GPU tests then require an adapter (`.ci/run` installs
+//! Mesa's lavapipe).
 
 use std::process::Command;
 
@@ -25,6 +25,9 @@ fn steps() -> Vec<(&'static str, Command)> {
     let mut test = cargo();
     test.args(["test", "--workspace"]);
 
+    let mut shaders = cargo();
+    shaders.args(["run", "-q", "-p", "xtask", "--", "codegen", "--check"]);
+
     let mut doc = cargo();
     doc.env("RUSTDOCFLAGS", "-Dwarnings")
         .args(["doc", "--workspace", "--no-deps"]);
@@ -32,6 +35,7 @@ fn steps() -> Vec<(&'static str, Command)> {
     vec![
         ("format", fmt),
         ("clippy", clippy),
+        ("shaders (naga)", shaders),
         ("tests", test),
         ("docs", doc),
     ]

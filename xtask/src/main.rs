@@ -4,12 +4,14 @@
 //!   first failure.
 //! - `cargo xtask bench [--filter REGEX] [--no-run-baseline] [--report-only]`: criterion
 //!   benches, numpy baseline, PyTorch VAR baseline, machine peak, and `docs/benchmarks.md`.
+//! - `cargo xtask codegen [--check]`: naga validation of every WGSL shader in `shaders/`.
 //! - `cargo xtask help`.
 //!
-//! The alias lives in `.cargo/config.toml`. Everything here is std + serde_json.
+//! The alias lives in `.cargo/config.toml`. Dependencies: serde_json, naga (shader validation).
 
 mod bench;
 mod ci;
+mod codegen;
 mod criterion;
 mod machine;
 mod report;
@@ -34,6 +36,8 @@ Commands:
                           the PyTorch VAR baseline runs when it matches a VAR id, e.g. `var`)
       --no-run-baseline   skip the numpy baseline (table without the numpy columns)
       --report-only       do not run cargo bench; rebuild the report from target/criterion
+  codegen [--check]     validate every shaders/*.wgsl with naga (wgpu's own front end and
+                        validator, with the f16/subgroup capabilities arvis may enable)
   help                  this text
 
 Environment:
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(&args[1..]),
+        Some("codegen") => codegen::run(&args[1..]),
         Some("bench") => bench::BenchArgs::parse(&args[1..]).and_then(|a| bench::run(&a)),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");
