@@ -6,9 +6,7 @@ use std::process::Command;
 use arvis::classifier::MnistClassifier;
 use arvis::core::{Device, Weights};
 use arvis::eval::{EvalSettings, evaluate_with};
-use arvis::models::var::VarConfig;
-use arvis::models::var::random::random_weights_bytes;
-use arvis::tokenizer::VqVaeConfig;
+use arvis::models::var::random::{random_weights_bytes, tiny_configs};
 use arvis::tokenizer::image::decode_png;
 use arvis::{Error, ModelSource, Pipeline, Sampling};
 
@@ -87,24 +85,7 @@ fn with_metadata(
 }
 
 fn tiny_var_bytes() -> Result<Vec<u8>, Box<dyn std::error::Error>> {
-    let var = VarConfig {
-        depth: 1,
-        embed_dim: 64,
-        num_heads: 1,
-        num_classes: 10,
-        patch_nums: vec![1, 2],
-        ..VarConfig::official(1, false)
-    };
-    let vae = VqVaeConfig {
-        vocab_size: 16,
-        z_channels: 4,
-        ch: 8,
-        ch_mult: vec![1, 2],
-        num_res_blocks: 1,
-        norm_groups: 4,
-        patch_nums: vec![1, 2],
-        ..VqVaeConfig::default()
-    };
+    let (var, vae) = tiny_configs(&[1, 2]);
     Ok(random_weights_bytes(&var, &vae, 3)?)
 }
 

@@ -4,32 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use arvis::models::var::VarConfig;
-use arvis::models::var::random::random_weights_bytes;
-use arvis::tokenizer::VqVaeConfig;
+use arvis::models::var::random::{random_weights_bytes, tiny_configs};
 use arvis::tokenizer::image::decode_png;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 fn tiny_model(dir: &Path) -> Result<PathBuf, Box<dyn std::error::Error>> {
-    let var = VarConfig {
-        depth: 1,
-        embed_dim: 64,
-        num_heads: 1,
-        num_classes: 10,
-        patch_nums: vec![1, 2, 4],
-        ..VarConfig::official(1, false)
-    };
-    let vae = VqVaeConfig {
-        vocab_size: 16,
-        z_channels: 4,
-        ch: 8,
-        ch_mult: vec![1, 2],
-        num_res_blocks: 1,
-        norm_groups: 4,
-        patch_nums: vec![1, 2, 4],
-        ..VqVaeConfig::default()
-    };
+    let (var, vae) = tiny_configs(&[1, 2, 4]);
     let path = dir.join("tiny_var.safetensors");
     std::fs::write(&path, random_weights_bytes(&var, &vae, 1)?)?;
     Ok(path)

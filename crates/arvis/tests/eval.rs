@@ -8,9 +8,7 @@ use arvis::eval::{
     EvalProgress, EvalSettings, FeatureStats, class_fidelity, evaluate, evaluate_with,
     frechet_distance, nn_distances, nn_diversity, symmetric_eigen,
 };
-use arvis::models::var::VarConfig;
-use arvis::models::var::random::random_weights_bytes;
-use arvis::tokenizer::VqVaeConfig;
+use arvis::models::var::random::{random_weights_bytes, tiny_configs};
 use arvis::{Error, Pipeline};
 
 type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
@@ -360,24 +358,7 @@ fn tiny_pipeline(last_pn: usize) -> TestResult<Pipeline> {
         .into_iter()
         .filter(|&p| p <= last_pn)
         .collect();
-    let var = VarConfig {
-        depth: 1,
-        embed_dim: 64,
-        num_heads: 1,
-        num_classes: 10,
-        patch_nums: patch_nums.clone(),
-        ..VarConfig::official(1, false)
-    };
-    let vae = VqVaeConfig {
-        vocab_size: 16,
-        z_channels: 4,
-        ch: 8,
-        ch_mult: vec![1, 2],
-        num_res_blocks: 1,
-        norm_groups: 4,
-        patch_nums,
-        ..VqVaeConfig::default()
-    };
+    let (var, vae) = tiny_configs(&patch_nums);
     let bytes = random_weights_bytes(&var, &vae, 3)?;
     Ok(Pipeline::from_weights(
         &Weights::from_bytes("tiny", bytes)?,

@@ -220,6 +220,31 @@ pub fn var_metadata(
     ]))
 }
 
+/// The smallest sensible VAR and VQ-VAE configurations for tests and examples: one block of
+/// width 64, 10 classes, a 16-code VQ-VAE (`ch` 8, `ch_mult` [1, 2]) over `patch_nums`
+/// (images of `4·last` pixels). Files made from them load and generate in milliseconds.
+pub fn tiny_configs(patch_nums: &[usize]) -> (VarConfig, VqVaeConfig) {
+    let var = VarConfig {
+        depth: 1,
+        embed_dim: 64,
+        num_heads: 1,
+        num_classes: 10,
+        patch_nums: patch_nums.to_vec(),
+        ..VarConfig::official(1, false)
+    };
+    let vae = VqVaeConfig {
+        vocab_size: 16,
+        z_channels: 4,
+        ch: 8,
+        ch_mult: vec![1, 2],
+        num_res_blocks: 1,
+        norm_groups: 4,
+        patch_nums: patch_nums.to_vec(),
+        ..VqVaeConfig::default()
+    };
+    (var, vae)
+}
+
 /// A complete VAR weights file (transformer + `vae.`-prefixed VQ-VAE + metadata) with seeded
 /// random values, as bytes; load it with `Weights::from_bytes` and [`Var::load`].
 pub fn random_weights_bytes(var: &VarConfig, vae: &VqVaeConfig, seed: u64) -> Result<Vec<u8>> {
