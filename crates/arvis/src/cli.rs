@@ -212,18 +212,11 @@ fn generate(a: &GenerateArgs) -> Result<()> {
         top_k: sampling.top_k,
         top_p: sampling.top_p,
     };
-    let bar = if a.quiet {
-        ProgressBar::hidden()
-    } else {
-        let bar = ProgressBar::new(pipeline.num_steps() as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    };
+    let bar = progress_bar(
+        a.quiet,
+        pipeline.num_steps(),
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+    );
     let images = pipeline.generate(&req, &mut |p: Progress| {
         bar.set_position(p.done as u64);
         bar.set_message(match p.stage {
@@ -251,6 +244,18 @@ fn generate(a: &GenerateArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// A progress bar of `len` steps drawn with `template`, or a hidden one with `--quiet`.
+fn progress_bar(quiet: bool, len: usize, template: &str) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 fn info(model: Option<&ModelSource>, gpu: bool) -> Result<()> {
@@ -308,18 +313,11 @@ fn eval(a: &EvalArgs) -> Result<()> {
         top_p: sampling.top_p,
         batch_size: a.batch,
     };
-    let bar = if a.quiet {
-        ProgressBar::hidden()
-    } else {
-        let bar = ProgressBar::new(a.samples.saturating_mul(10) as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} images (eta {eta})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    };
+    let bar = progress_bar(
+        a.quiet,
+        a.samples.saturating_mul(10),
+        "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} images (eta {eta})",
+    );
     let report = evaluate_with(&pipeline, &classifier, &settings, &mut |p: EvalProgress| {
         bar.set_length(p.total as u64);
         bar.set_position(p.done as u64);

@@ -10,6 +10,10 @@ use arvis::models::var::random::{random_weights_bytes, tiny_configs};
 use arvis::tokenizer::image::decode_png;
 use arvis::{Error, ModelSource, Pipeline, Sampling};
 
+mod common;
+
+use common::with_metadata;
+
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 #[test]
@@ -65,23 +69,6 @@ fn model_source_parses_builtin_and_paths() {
         ModelSource::File("./builtin".into())
     );
     assert_eq!(ModelSource::parse("builtin").to_string(), "builtin");
-}
-
-/// Rewrites the `__metadata__` of a safetensors file (tensors untouched).
-fn with_metadata(
-    bytes: &[u8],
-    key: &str,
-    value: &str,
-) -> Result<Vec<u8>, Box<dyn std::error::Error>> {
-    let n = usize::try_from(u64::from_le_bytes(bytes[..8].try_into()?))?;
-    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n])?;
-    header["__metadata__"][key] = serde_json::Value::String(value.to_owned());
-    let mut head = serde_json::to_vec(&header)?;
-    head.resize(head.len().next_multiple_of(8), b' ');
-    let mut out = (head.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(&head);
-    out.extend_from_slice(&bytes[8 + n..]);
-    Ok(out)
 }
 
 fn tiny_var_bytes() -> Result<Vec<u8>, Box<dyn std::error::Error>> {

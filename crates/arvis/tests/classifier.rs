@@ -5,6 +5,10 @@
 use arvis::classifier::{MnistClassifier, max_pool2x2, to_classifier_input};
 use arvis::core::{SeededRng, Tensor, Tolerance, Weights};
 
+mod common;
+
+use common::with_metadata;
+
 type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
 const ASSET: &str = concat!(
@@ -205,16 +209,11 @@ fn real_fd_table_is_consistent_and_looked_up_by_nearest_n() -> TestResult {
 /// A malformed table is an error naming the key, not a silently wrong reference.
 #[test]
 fn malformed_real_fd_table_is_rejected() -> TestResult {
-    let bytes = std::fs::read(ASSET)?;
-    let n = usize::try_from(u64::from_le_bytes(bytes[..8].try_into()?))?;
-    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n])?;
-    header["__metadata__"]["arvis.fd_valid_by_n"] =
-        r#"{"n":[1000,500],"mean":[1,2],"sd":[0,0],"subsets":[1,1]}"#.into();
-    let mut head = serde_json::to_vec(&header)?;
-    head.resize(head.len().next_multiple_of(8), b' ');
-    let mut out = (head.len() as u64).to_le_bytes().to_vec();
-    out.extend_from_slice(&head);
-    out.extend_from_slice(&bytes[8 + n..]);
+    let out = with_metadata(
+        &std::fs::read(ASSET)?,
+        "arvis.fd_valid_by_n",
+        r#"{"n":[1000,500],"mean":[1,2],"sd":[0,0],"subsets":[1,1]}"#,
+    )?;
     let err = MnistClassifier::from_weights(&Weights::from_bytes("bad", out)?)
         .err()
         .ok_or("accepted a decreasing n column")?;
