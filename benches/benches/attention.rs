@@ -48,7 +48,7 @@ fn unfused(
     bias: Option<&Tensor>,
     scale: f32,
 ) -> arvis_core::Result<Tensor> {
-    let scores = q.matmul_t(k, false, true)?.scale(scale);
+    let scores = q.matmul_t(k, false, true)?.scale(scale)?;
     let scores = match bias {
         Some(b) => scores.add(b)?,
         None => scores,

@@ -66,7 +66,7 @@ fn large_scores_exercise_the_online_rescale() -> TestResult {
     // Increasing scores along the keys: a new maximum in every tile.
     let (lq, lk, d) = (4, 400, 1);
     let q = Tensor::full(&[1, 1, lq, d], 1.0);
-    let k = Tensor::arange(lk).reshape(&[1, 1, lk, d])?.scale(0.2);
+    let k = Tensor::arange(lk).reshape(&[1, 1, lk, d])?.scale(0.2)?;
     let v = randn(&[1, 1, lk, d], 9);
     for mask in [AttentionMask::None, AttentionMask::Causal] {
         let got = sdpa(&q, &k, &v, &mask, 1.0)?;

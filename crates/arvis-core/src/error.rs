@@ -20,6 +20,14 @@ pub enum Error {
         /// What went wrong.
         msg: String,
     },
+    /// Operands live on different devices (or an op has no implementation for one).
+    #[error("{op}: {msg}")]
+    Device {
+        /// The op.
+        op: &'static str,
+        /// What is wrong.
+        msg: String,
+    },
     /// An op received an operand whose shape does not fit.
     #[error("{op}: shape mismatch: expected {expected}, found {found:?}")]
     Shape {

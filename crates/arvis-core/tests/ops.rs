@@ -178,7 +178,7 @@ fn broadcast_binary_ops_match_naive() -> TestResult {
     for (i, &(sa, sb)) in cases.iter().enumerate() {
         let a = randn(sa, i as u64);
         // Keep divisors away from zero.
-        let b = randn(sb, 40 + i as u64).map(|v| if v.abs() < 0.1 { 0.5 } else { v });
+        let b = randn(sb, 40 + i as u64).map(|v| if v.abs() < 0.1 { 0.5 } else { v })?;
         for (name, op, f) in ops {
             let got = op(&a, &b)?;
             let (want, so) = naive_broadcast(&f64s(&a), sa, &f64s(&b), sb, f);
@@ -196,14 +196,14 @@ fn broadcast_binary_ops_match_naive() -> TestResult {
 
 #[test]
 fn activations_match_closed_forms() -> TestResult {
-    let x = randn(&[3, 1001], 5).scale(3.0);
+    let x = randn(&[3, 1001], 5).scale(3.0)?;
     let xs = f64s(&x);
     let erf = statrs::function::erf::erf;
     let refs: [(&str, Tensor, Reference); 3] = [
-        ("silu", x.silu(), Box::new(|v: f64| v / (1.0 + (-v).exp()))),
+        ("silu", x.silu()?, Box::new(|v: f64| v / (1.0 + (-v).exp()))),
         (
             "gelu_tanh",
-            x.gelu_tanh(),
+            x.gelu_tanh()?,
             Box::new(|v: f64| {
                 0.5 * v
                     * (1.0
@@ -212,7 +212,7 @@ fn activations_match_closed_forms() -> TestResult {
         ),
         (
             "gelu_erf",
-            x.gelu_erf(),
+            x.gelu_erf()?,
             Box::new(move |v: f64| 0.5 * v * (1.0 + erf(v / 2f64.sqrt()))),
         ),
     ];
@@ -242,7 +242,7 @@ fn softmax_and_log_softmax_match_naive_on_every_dim() -> TestResult {
     .iter()
     .enumerate()
     {
-        let x = randn(shape, i as u64).scale(4.0);
+        let x = randn(shape, i as u64).scale(4.0)?;
         for dim in 0..shape.len() {
             let want = along_axis(&f64s(&x), shape, dim, naive_softmax);
             EW.check(&x.softmax(dim as isize)?.to_vec(), &want)
@@ -268,7 +268,7 @@ fn layer_and_rms_norm_match_naive() -> TestResult {
         .enumerate()
     {
         let c = *shape.last().unwrap_or(&1);
-        let x = randn(shape, i as u64).add_scalar(3.0);
+        let x = randn(shape, i as u64).add_scalar(3.0)?;
         let w = randn(&[c], 10 + i as u64);
         let b = randn(&[c], 20 + i as u64);
         let (ws, bs) = (f64s(&w), f64s(&b));
@@ -325,7 +325,7 @@ fn group_norm_matches_naive() -> TestResult {
     .enumerate()
     {
         let c = shape[1];
-        let x = randn(&shape, i as u64).scale(2.0).add_scalar(1.5);
+        let x = randn(&shape, i as u64).scale(2.0)?.add_scalar(1.5)?;
         let w = randn(&[c], 30 + i as u64);
         let b = randn(&[c], 60 + i as u64);
         let (xs, ws, bs) = (f64s(&x), f64s(&w), f64s(&b));
@@ -509,7 +509,7 @@ fn winograd_conv3x3_matches_naive() -> TestResult {
 fn winograd_conv3x3_large_channels_matches_naive() -> TestResult {
     let (c, o, hw) = (320, 320, 17);
     let x = randn(&[1, c, hw, hw], 7);
-    let w = randn(&[o, c, 3, 3], 8).scale(1.0 / ((9 * c) as f32).sqrt());
+    let w = randn(&[o, c, 3, 3], 8).scale(1.0 / ((9 * c) as f32).sqrt())?;
     let b = randn(&[o], 9);
     let got = Conv3x3Winograd::new(&w)?.apply(&x, Some(&b), Padding2d::same(1))?;
     let bv = f64s(&b);
@@ -540,7 +540,7 @@ fn conv2d_dispatches_between_winograd_and_im2col() -> TestResult {
         ([1, 64, 70, 120], 3, false), // too few output channels
     ] {
         let x = randn(&sx, 1);
-        let w = randn(&[o, sx[1], 3, 3], 2).scale(1.0 / ((9 * sx[1]) as f32).sqrt());
+        let w = randn(&[o, sx[1], 3, 3], 2).scale(1.0 / ((9 * sx[1]) as f32).sqrt())?;
         let b = randn(&[o], 3);
         let got = x.conv2d(&w, Some(&b), p)?.to_vec();
         let wino = Conv3x3Winograd::new(&w)?

@@ -114,7 +114,7 @@ impl GroupNorm {
 
     /// `silu(GN(x))`, the pre-activation used before every conv of the VAE.
     pub fn forward_silu(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.forward(x)?.silu())
+        Ok(self.forward(x)?.silu()?)
     }
 }
 
@@ -218,7 +218,10 @@ impl AttnBlock {
         let k = self.k.forward(&xn)?.reshape(&[b, c, hw])?;
         let v = self.v.forward(&xn)?.reshape(&[b, c, hw])?;
         // w[i, j] = Σ_c q[c, i]·k[c, j] · C^-0.5, softmax over the keys j.
-        let w = q.matmul_t(&k, true, false)?.scale(self.scale).softmax(-1)?;
+        let w = q
+            .matmul_t(&k, true, false)?
+            .scale(self.scale)?
+            .softmax(-1)?;
         // h[c, i] = Σ_j v[c, j]·w[i, j].
         let h = v.matmul_t(&w, false, true)?.reshape(s)?;
         Ok(x.add(&self.proj_out.forward(&h)?)?)

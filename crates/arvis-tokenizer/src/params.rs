@@ -74,11 +74,11 @@ impl<'b, 'w> Params<'b, 'w> {
                 Ok(match init {
                     Init::Conv => {
                         let fan_in: usize = shape.iter().skip(1).product();
-                        n.scale(1.0 / (fan_in.max(1) as f32).sqrt())
+                        n.scale(1.0 / (fan_in.max(1) as f32).sqrt())?
                     }
-                    Init::Bias => n.scale(0.02),
-                    Init::NormWeight => n.affine(0.1, 1.0),
-                    Init::NormBias => n.scale(0.1),
+                    Init::Bias => n.scale(0.02)?,
+                    Init::NormWeight => n.affine(0.1, 1.0)?,
+                    Init::NormBias => n.scale(0.1)?,
                     Init::Embedding => n,
                 })
             }

@@ -100,8 +100,8 @@ impl Phi {
         match &self.conv {
             None => Ok(h.clone()),
             Some(conv) => {
-                let c = conv.forward(h)?.scale(self.ratio);
-                Ok(h.scale(1.0 - self.ratio).add(&c)?)
+                let c = conv.forward(h)?.scale(self.ratio)?;
+                Ok(h.scale(1.0 - self.ratio)?.add(&c)?)
             }
         }
     }

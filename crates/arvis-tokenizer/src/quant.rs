@@ -311,7 +311,7 @@ impl MultiScaleVq {
         let d0 = zz.add(&self.embedding_sq)?; // [N, V]
         let dot = z.matmul_t(&self.embedding, false, true)?; // [N, V]
         // argmin(d0 − 2·dot) == argmax(2·dot − d0): negation is exact, ties keep the first index.
-        Ok(dot.scale(2.0).sub(&d0)?.argmax(-1)?)
+        Ok(dot.scale(2.0)?.sub(&d0)?.argmax(-1)?)
     }
 
     /// Residual quantisation of a latent `f` `[B, Cvae, P, P]` (official

@@ -158,7 +158,7 @@ impl VqVae {
         let h = self
             .decoder
             .forward(&self.post_quant_conv.forward(f_hat)?)?;
-        Ok(h.clamp(-1.0, 1.0))
+        Ok(h.clamp(-1.0, 1.0)?)
     }
 
     /// `fhat_to_img(indices_to_fhat(idx))` (official `idxBl_to_img(same_shape=True,

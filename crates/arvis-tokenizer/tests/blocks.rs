@@ -23,7 +23,8 @@ fn tensors(prefix: &str, specs: &[(&str, Vec<usize>)], seed: u64) -> Vec<(String
                 t.scale(1.0 / (fan_in as f32).sqrt())
             } else {
                 t.scale(0.1)
-            };
+            }
+            .expect("CPU affine");
             (format!("{prefix}.{n}"), t)
         })
         .collect()
@@ -230,7 +231,7 @@ fn group_norm_uses_eps_1e6() -> TestResult {
     let w = weights_from(&ts, None)?;
     let gn = GroupNorm::load(&w.scope("norm_out"), c, 2)?;
     // Tiny values: eps dominates the variance, so a wrong eps shows.
-    let x = randn(&[1, c, 3, 3], 14).scale(1e-3);
+    let x = randn(&[1, c, 3, 3], 14).scale(1e-3)?;
     let got = gn.forward_silu(&x)?;
     let want = silu(&group_norm(&T4::from(&x), 2, &ts[0].1, &ts[1].1, 1e-6));
     check(Tolerance::ELEMENTWISE, "group_norm", &got.to_vec(), &want.d)

@@ -74,8 +74,10 @@ fn var_table_has_two_exact_ties() {
 }
 
 fn random_phi(c: usize, seed: u64, ratio: f32) -> (Phi, Tensor, Tensor) {
-    let w = randn(&[c, c, 3, 3], seed).scale(1.0 / (9.0 * c as f32).sqrt());
-    let b = randn(&[c], seed + 1).scale(0.1);
+    let w = randn(&[c, c, 3, 3], seed)
+        .scale(1.0 / (9.0 * c as f32).sqrt())
+        .expect("CPU scale");
+    let b = randn(&[c], seed + 1).scale(0.1).expect("CPU scale");
     let conv = Conv2d::from_tensors(w.clone(), b.clone(), Conv2dParams::new(1, 1));
     (Phi::new(conv, ratio), w, b)
 }

@@ -221,7 +221,7 @@ fn random_file(
             t.scale(0.05)
         } else {
             t.scale(0.5)
-        };
+        }?;
         ts.push((format!("vae.{name}"), t));
     }
     let json = serde_json::json!({ "vae": cfg }).to_string();
@@ -235,7 +235,7 @@ fn load_from_file_and_round_trip() -> TestResult {
     let w = random_file(&cfg, 5)?;
     assert_eq!(VqVaeConfig::from_weights(&w)?, cfg);
     let vae = VqVae::load(&w.scope("vae"), &cfg)?;
-    let img = randn(&[2, 3, 8, 8], 6).clamp(-1.0, 1.0);
+    let img = randn(&[2, 3, 8, 8], 6).clamp(-1.0, 1.0)?;
     let (idx, f_hat) = vae.encode(&img)?;
     assert_eq!(idx.iter().map(Vec::len).collect::<Vec<_>>(), [2, 8, 18, 32]);
     assert!(idx.iter().flatten().all(|&i| i < 16));

@@ -203,14 +203,14 @@ impl MnistClassifier {
         }
         let p = Conv2dParams::new(1, 1);
         let conv = |h: &Tensor, l: &Layer| -> Result<Tensor> {
-            Ok(relu(&h.conv2d(&l.weight, Some(&l.bias), p)?))
+            Ok(relu(&h.conv2d(&l.weight, Some(&l.bias), p)?)?)
         };
         let mut h = conv(x, &self.convs[0])?;
         h = max_pool2x2(&conv(&h, &self.convs[1])?)?;
         h = conv(&h, &self.convs[2])?;
         h = max_pool2x2(&conv(&h, &self.convs[3])?)?;
         let flat = h.reshape(&[s[0], FLAT])?;
-        let features = relu(&flat.linear(&self.fc1.weight, Some(&self.fc1.bias))?);
+        let features = relu(&flat.linear(&self.fc1.weight, Some(&self.fc1.bias))?)?;
         let logits = features.linear(&self.fc2.weight, Some(&self.fc2.bias))?;
         Ok((logits, features))
     }
@@ -248,7 +248,7 @@ impl MnistClassifier {
 }
 
 /// ReLU, `max(x, 0)`.
-fn relu(x: &Tensor) -> Tensor {
+fn relu(x: &Tensor) -> arvis_core::Result<Tensor> {
     x.map(|v| v.max(0.0))
 }
 

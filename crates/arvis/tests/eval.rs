@@ -275,7 +275,7 @@ fn jacobi_eigendecomposition() -> TestResult {
 fn feature_stats_match_the_two_pass_formula() -> TestResult {
     let mut rng = SeededRng::new(6);
     let (n, d) = (57, 6);
-    let x = Tensor::randn(&[n, d], &mut rng).affine(2.0, 1.0);
+    let x = Tensor::randn(&[n, d], &mut rng).affine(2.0, 1.0)?;
     let s = FeatureStats::from_features(&x)?;
     let v: Vec<f64> = x.to_vec().into_iter().map(f64::from).collect();
     for j in 0..d {

@@ -3,7 +3,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::batch::Batch;
+use super::pool::{BufferPool, PoolStats};
 
 use crate::error::{Error, Result};
 
@@ -84,8 +88,17 @@ pub struct GpuContext {
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
     info: Arc<GpuInfo>,
-    pub(crate) pipelines: Arc<Mutex<HashMap<&'static str, Arc<wgpu::ComputePipeline>>>>,
+    pub(crate) pipelines: Arc<Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>>,
+    pub(crate) batch: Arc<Mutex<Batch>>,
+    pub(crate) pool: Arc<BufferPool>,
+    /// The first error the driver reported asynchronously (validation, out of memory, device
+    /// lost), returned by the next sync point.
+    errors: Arc<Mutex<Option<String>>>,
+    host_fallbacks: Arc<AtomicU64>,
 }
+
+/// Bytes of released buffers the pool keeps for reuse (the rest are freed).
+const POOL_CAP_BYTES: u64 = 4 << 30;
 
 impl fmt::Debug for GpuContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -178,12 +191,84 @@ impl GpuContext {
             subgroups: features.contains(wgpu::Features::SUBGROUP),
             timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
         };
+        let errors: Arc<Mutex<Option<String>>> = Arc::default();
+        let sink = Arc::clone(&errors);
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut slot) = sink.lock() {
+                slot.get_or_insert_with(|| e.to_string());
+            }
+        }));
+        let sink = Arc::clone(&errors);
+        device.set_device_lost_callback(move |reason, msg| {
+            if let Ok(mut slot) = sink.lock() {
+                slot.get_or_insert_with(|| format!("device lost ({reason:?}): {msg}"));
+            }
+        });
+        let pool_cap = POOL_CAP_BYTES.min(limits.max_buffer_size.saturating_mul(2));
         Ok(GpuContext {
             device,
             queue,
             info: Arc::new(info),
             pipelines: Arc::default(),
+            batch: Arc::default(),
+            pool: Arc::new(BufferPool::new(pool_cap)),
+            errors,
+            host_fallbacks: Arc::default(),
         })
+    }
+
+    /// The process-wide context behind [`Device::Gpu`](crate::Device::Gpu), opened on first use
+    /// (with [`ADAPTER_ENV`] honoured).
+    ///
+    /// Errors: the [`GpuContext::new`] error, every time it is asked for.
+    pub fn shared() -> Result<&'static GpuContext> {
+        static SHARED: OnceLock<std::result::Result<GpuContext, String>> = OnceLock::new();
+        SHARED
+            .get_or_init(|| GpuContext::new().map_err(|e| e.to_string()))
+            .as_ref()
+            .map_err(|msg| Error::gpu("adapter", msg.clone()))
+    }
+
+    /// Whether two handles share one device.
+    pub fn same_device(&self, other: &GpuContext) -> bool {
+        Arc::ptr_eq(&self.batch, &other.batch)
+    }
+
+    /// Counters of the buffer pool.
+    pub fn pool_stats(&self) -> PoolStats {
+        self.pool.stats()
+    }
+
+    /// Frees the buffers the pool holds idle.
+    pub fn release_idle_buffers(&self) {
+        self.pool.clear();
+    }
+
+    /// Ops that had no GPU kernel and ran on the host (download, CPU op, upload) so far.
+    pub fn host_fallbacks(&self) -> u64 {
+        self.host_fallbacks.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_host_fallback(&self) {
+        self.host_fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The asynchronously reported error, if any (cleared).
+    pub(crate) fn take_error(&self) -> Result<()> {
+        let msg = self.errors.lock().ok().and_then(|mut e| e.take());
+        match msg {
+            Some(msg) => Err(Error::gpu("device", msg)),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for the queue without submitting anything.
+    pub(crate) fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::gpu("sync", e.to_string()))?;
+        self.take_error()
     }
 
     /// The adapter and device report.
@@ -191,45 +276,11 @@ impl GpuContext {
         &self.info
     }
 
-    /// Waits until every submitted command has finished.
+    /// Submits the pending batch and waits until every submitted command has finished.
+    ///
+    /// Errors: the first error the driver reported since the last sync point.
     pub fn sync(&self) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map(|_| ())
-            .map_err(|e| Error::gpu("sync", e.to_string()))
-    }
-
-    /// The compute pipeline of `source`'s `main`, compiled once per context and cached by
-    /// `name` (the shader's file name).
-    pub(crate) fn pipeline(
-        &self,
-        name: &'static str,
-        source: &'static str,
-    ) -> Result<Arc<wgpu::ComputePipeline>> {
-        let mut cache = self
-            .pipelines
-            .lock()
-            .map_err(|_| Error::gpu("pipeline", "pipeline cache poisoned".to_owned()))?;
-        if let Some(p) = cache.get(name) {
-            return Ok(Arc::clone(p));
-        }
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(name),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            });
-        let pipeline = Arc::new(self.device.create_compute_pipeline(
-            &wgpu::ComputePipelineDescriptor {
-                label: Some(name),
-                layout: None,
-                module: &module,
-                entry_point: Some("main"),
-                compilation_options: Default::default(),
-                cache: None,
-            },
-        ));
-        cache.insert(name, Arc::clone(&pipeline));
-        Ok(pipeline)
+        self.submit()?;
+        self.wait()
     }
 }

@@ -4,7 +4,8 @@ use ndarray::{ArrayD, IxDyn, Zip};
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::tensor::{Tensor, numel};
+use crate::gpu::ops::elementwise::{self, BinaryOp, UnaryOp};
+use crate::tensor::{Tensor, gpu_context, numel, via_host};
 
 /// Below this many elements an elementwise op runs on one thread (rayon's overhead dominates).
 pub(crate) const PAR_MIN: usize = 1 << 14;
@@ -43,7 +44,7 @@ fn is_trailing(a: &[usize], b: &[usize]) -> bool {
 
 /// Generic over the operation so each op is monomorphised and inlined into its loops (a function
 /// pointer would cost a call per element and block vectorisation).
-fn binary<F>(op: &'static str, a: &Tensor, b: &Tensor, f: F) -> Result<Tensor>
+fn binary<F>(op: &'static str, a: &Tensor, b: &Tensor, gpu_op: BinaryOp, f: F) -> Result<Tensor>
 where
     F: Fn(f32, f32) -> f32 + Copy + Send + Sync,
 {
@@ -53,6 +54,9 @@ where
         lhs: sa.to_vec(),
         rhs: sb.to_vec(),
     })?;
+    if let Some(ctx) = gpu_context(op, &[a, b])? {
+        return elementwise::binary(&ctx, op, a, b, gpu_op, &out_shape);
+    }
     let n = numel(&out_shape);
     let (x, y) = (a.data(), b.data());
     let mut out = vec![0.0f32; n];
@@ -114,47 +118,56 @@ where
 impl Tensor {
     /// Elementwise `self + rhs` with broadcasting.
     pub fn add(&self, rhs: &Tensor) -> Result<Tensor> {
-        binary("add", self, rhs, |a, b| a + b)
+        binary("add", self, rhs, BinaryOp::Add, |a, b| a + b)
     }
 
     /// Elementwise `self - rhs` with broadcasting.
     pub fn sub(&self, rhs: &Tensor) -> Result<Tensor> {
-        binary("sub", self, rhs, |a, b| a - b)
+        binary("sub", self, rhs, BinaryOp::Sub, |a, b| a - b)
     }
 
     /// Elementwise `self * rhs` with broadcasting.
     pub fn mul(&self, rhs: &Tensor) -> Result<Tensor> {
-        binary("mul", self, rhs, |a, b| a * b)
+        binary("mul", self, rhs, BinaryOp::Mul, |a, b| a * b)
     }
 
     /// Elementwise `self / rhs` with broadcasting.
     pub fn div(&self, rhs: &Tensor) -> Result<Tensor> {
-        binary("div", self, rhs, |a, b| a / b)
+        binary("div", self, rhs, BinaryOp::Div, |a, b| a / b)
     }
 
-    /// Applies `f` to every element (rayon-parallel for large tensors).
-    pub fn map(&self, f: impl Fn(f32) -> f32 + Sync + Send) -> Tensor {
+    /// Applies `f` to every element (rayon-parallel for large tensors). A closure cannot run on
+    /// the GPU: a GPU tensor makes a round trip through host memory (prefer the named ops).
+    ///
+    /// Errors: [`Error::Gpu`] when that round trip fails.
+    pub fn map(&self, f: impl Fn(f32) -> f32 + Sync + Send) -> Result<Tensor> {
+        if let Some(ctx) = gpu_context("map", &[self])? {
+            return via_host(&ctx, &[self], |h| h[0].map(f));
+        }
         let x = self.data();
         let out: Vec<f32> = if x.len() >= PAR_MIN {
             x.par_iter().map(|&v| f(v)).collect()
         } else {
             x.iter().map(|&v| f(v)).collect()
         };
-        Tensor::from_vec(out, self.shape()).expect("same element count")
+        Tensor::from_vec(out, self.shape())
     }
 
     /// `self * s`.
-    pub fn scale(&self, s: f32) -> Tensor {
-        self.map(|v| v * s)
+    pub fn scale(&self, s: f32) -> Result<Tensor> {
+        self.affine(s, 0.0)
     }
 
     /// `self + s`.
-    pub fn add_scalar(&self, s: f32) -> Tensor {
-        self.map(|v| v + s)
+    pub fn add_scalar(&self, s: f32) -> Result<Tensor> {
+        self.affine(1.0, s)
     }
 
     /// `a·self + b` elementwise: the affine map used by CFG mixing and `[-1,1] ↔ [0,1]`.
-    pub fn affine(&self, a: f32, b: f32) -> Tensor {
+    pub fn affine(&self, a: f32, b: f32) -> Result<Tensor> {
+        if let Some(ctx) = gpu_context("affine", &[self])? {
+            return elementwise::unary(&ctx, self, UnaryOp::Affine, a, b);
+        }
         self.map(|v| a * v + b)
     }
 }

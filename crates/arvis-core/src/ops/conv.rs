@@ -8,6 +8,7 @@ use super::gemm::{MatRef, sgemm};
 use super::winograd::Conv3x3Winograd;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
+use crate::tensor::{gpu_context, host_opt, operands, via_host};
 
 /// Zero padding on each side of the spatial dims.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -186,6 +187,11 @@ impl Tensor {
         bias: Option<&Tensor>,
         p: Conv2dParams,
     ) -> Result<Tensor> {
+        if let Some(ctx) = gpu_context("conv2d", &operands(&[Some(self), Some(weight), bias]))? {
+            return via_host(&ctx, &[self, weight], |h| {
+                h[0].conv2d(&h[1], host_opt(bias)?.as_ref(), p)
+            });
+        }
         let d = check_conv(self, weight, bias, p)?;
         if (d.kh, d.kw) == (3, 3) && p.stride == (1, 1) && winograd_pays(d.c, d.o, d.n, d.ho, d.wo)
         {
@@ -202,6 +208,11 @@ impl Tensor {
         bias: Option<&Tensor>,
         p: Conv2dParams,
     ) -> Result<Tensor> {
+        if let Some(ctx) = gpu_context("conv2d", &operands(&[Some(self), Some(weight), bias]))? {
+            return via_host(&ctx, &[self, weight], |h| {
+                h[0].conv2d_im2col(&h[1], host_opt(bias)?.as_ref(), p)
+            });
+        }
         let ConvDims {
             n,
             c,

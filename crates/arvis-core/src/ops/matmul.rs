@@ -6,6 +6,7 @@ use super::broadcast::broadcast_shapes;
 use super::gemm::{MatRef, sgemm};
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, numel};
+use crate::tensor::{gpu_context, host_opt, operands, via_host};
 
 /// Up to this many rows, [`Tensor::linear`] multiplies in the transposed orientation.
 const SKINNY_ROWS: usize = 96;
@@ -20,6 +21,11 @@ impl Tensor {
     /// Batched matrix product with optional transposes of the last two dims of either operand:
     /// `op(a) · op(b)` where `op(x) = xᵀ` when its flag is set. No transposed copy is made.
     pub fn matmul_t(&self, rhs: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
+        if let Some(ctx) = gpu_context("matmul", &[self, rhs])? {
+            return via_host(&ctx, &[self, rhs], |h| {
+                h[0].matmul_t(&h[1], trans_a, trans_b)
+            });
+        }
         const OP: &str = "matmul";
         let (sa, sb) = (self.shape(), rhs.shape());
         if sa.len() < 2 {
@@ -87,6 +93,11 @@ impl Tensor {
     /// Linear layer `x · Wᵀ + b`: `x` is `[.., in]`, `weight` is `[out, in]` (PyTorch layout),
     /// `bias` is `[out]`; the result is `[.., out]`. All leading dims form one GEMM.
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        if let Some(ctx) = gpu_context("linear", &operands(&[Some(self), Some(weight), bias]))? {
+            return via_host(&ctx, &[self, weight], |h| {
+                h[0].linear(&h[1], host_opt(bias)?.as_ref())
+            });
+        }
         const OP: &str = "linear";
         let sx = self.shape();
         let sw = weight.shape();

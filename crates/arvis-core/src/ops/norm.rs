@@ -7,6 +7,7 @@ use multiversion::multiversion;
 
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, numel, outer_n_inner};
+use crate::tensor::{gpu_context, host_opt, operands, via_host};
 
 fn check_param(op: &'static str, p: Option<&Tensor>, len: usize, what: &str) -> Result<()> {
     match p {
@@ -26,6 +27,11 @@ impl Tensor {
         bias: Option<&Tensor>,
         eps: f32,
     ) -> Result<Tensor> {
+        if let Some(ctx) = gpu_context("layer_norm", &operands(&[Some(self), weight, bias]))? {
+            return via_host(&ctx, &[self], |h| {
+                h[0].layer_norm(host_opt(weight)?.as_ref(), host_opt(bias)?.as_ref(), eps)
+            });
+        }
         const OP: &str = "layer_norm";
         let Some(&c) = self.shape().last() else {
             return Err(Error::shape(OP, "rank >= 1", self.shape()));
@@ -45,6 +51,11 @@ impl Tensor {
 
     /// RMS norm over the last dim: `x / √(mean(x²) + eps) · w` (LlamaGen's `RMSNorm`).
     pub fn rms_norm(&self, weight: Option<&Tensor>, eps: f32) -> Result<Tensor> {
+        if let Some(ctx) = gpu_context("rms_norm", &operands(&[Some(self), weight]))? {
+            return via_host(&ctx, &[self], |h| {
+                h[0].rms_norm(host_opt(weight)?.as_ref(), eps)
+            });
+        }
         const OP: &str = "rms_norm";
         let Some(&c) = self.shape().last() else {
             return Err(Error::shape(OP, "rank >= 1", self.shape()));
@@ -70,6 +81,16 @@ impl Tensor {
         bias: Option<&Tensor>,
         eps: f32,
     ) -> Result<Tensor> {
+        if let Some(ctx) = gpu_context("group_norm", &operands(&[Some(self), weight, bias]))? {
+            return via_host(&ctx, &[self], |h| {
+                h[0].group_norm(
+                    groups,
+                    host_opt(weight)?.as_ref(),
+                    host_opt(bias)?.as_ref(),
+                    eps,
+                )
+            });
+        }
         const OP: &str = "group_norm";
         let s = self.shape();
         if s.len() < 2 {
@@ -106,6 +127,9 @@ impl Tensor {
 
     /// L2-normalises along `dim`: `x / max(‖x‖₂, eps)` (PyTorch `F.normalize`).
     pub fn l2_normalize(&self, dim: isize, eps: f32) -> Result<Tensor> {
+        if let Some(ctx) = gpu_context("l2_normalize", &[self])? {
+            return via_host(&ctx, &[self], |h| h[0].l2_normalize(dim, eps));
+        }
         let axis = self.axis("l2_normalize", dim)?;
         let (_, n, inner) = outer_n_inner(self.shape(), axis);
         let mut out = self.to_vec();

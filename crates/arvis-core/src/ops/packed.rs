@@ -17,6 +17,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
+use crate::tensor::{gpu_context, via_host};
 
 /// Columns per panel (two AVX-512 vectors).
 pub const NR: usize = 32;
@@ -121,6 +122,9 @@ impl Tensor {
     /// `self · B + bias` over the last dim: `[.., k] → [.., n]` with `b` packed by
     /// [`PackedMatrix`]. Same sums as [`Tensor::matmul`] up to f32 rounding order.
     pub fn matmul_packed(&self, b: &PackedMatrix) -> Result<Tensor> {
+        if let Some(ctx) = gpu_context("matmul_packed", &[self])? {
+            return via_host(&ctx, &[self], |h| h[0].matmul_packed(b));
+        }
         const OP: &str = "matmul_packed";
         let s = self.shape();
         if s.last() != Some(&b.k) {

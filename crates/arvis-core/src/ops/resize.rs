@@ -5,6 +5,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, numel};
+use crate::tensor::{gpu_context, via_host};
 
 /// Keys' cubic convolution constant used by PyTorch.
 const CUBIC_A: f32 = -0.75;
@@ -93,6 +94,9 @@ impl Tensor {
     /// Nearest-neighbour upsampling of the last two dims by an integer `factor`
     /// (`F.interpolate(scale_factor=factor, mode='nearest')`).
     pub fn upsample_nearest(&self, factor: usize) -> Result<Tensor> {
+        if let Some(ctx) = gpu_context("upsample_nearest", &[self])? {
+            return via_host(&ctx, &[self], |h| h[0].upsample_nearest(factor));
+        }
         let (planes, h, w) = spatial("upsample_nearest", self)?;
         if factor == 0 {
             return Err(Error::arg("upsample_nearest", "factor must be >= 1"));
@@ -121,6 +125,9 @@ impl Tensor {
     /// `F.interpolate(x, size=(oh, ow), mode='bicubic', align_corners=False)` (Keys A = −0.75,
     /// clamped taps, no antialias). Works for both up- and downsampling.
     pub fn resize_bicubic(&self, oh: usize, ow: usize) -> Result<Tensor> {
+        if let Some(ctx) = gpu_context("resize_bicubic", &[self])? {
+            return via_host(&ctx, &[self], |h| h[0].resize_bicubic(oh, ow));
+        }
         let (_, h, w) = spatial("resize_bicubic", self)?;
         if h == 0 || w == 0 || oh == 0 || ow == 0 {
             return Err(Error::arg("resize_bicubic", "sizes must be non-zero"));
@@ -150,6 +157,9 @@ impl Tensor {
     /// Area resize of the last two dims to `(oh, ow)`: PyTorch `mode='area'`, i.e.
     /// `adaptive_avg_pool2d`, whose windows overlap when the size does not divide (16 → 13).
     pub fn resize_area(&self, oh: usize, ow: usize) -> Result<Tensor> {
+        if let Some(ctx) = gpu_context("resize_area", &[self])? {
+            return via_host(&ctx, &[self], |h| h[0].resize_area(oh, ow));
+        }
         let (_, h, w) = spatial("resize_area", self)?;
         if h == 0 || w == 0 || oh == 0 || ow == 0 {
             return Err(Error::arg("resize_area", "sizes must be non-zero"));

@@ -3,11 +3,11 @@
 
 use std::cmp::Ordering;
 
-use ndarray::IxDyn;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, numel, outer_n_inner, resolve_axis};
+use crate::tensor::{gpu_context, via_host};
 
 /// Descending order with NaN first and ties broken by the lower index (so results are
 /// deterministic whatever the sort algorithm).
@@ -34,14 +34,7 @@ impl Tensor {
                 expected: numel(shape),
             });
         }
-        let a = self
-            .to_ndarray()
-            .into_shape_with_order(IxDyn(shape))
-            .map_err(|e| Error::Arg {
-                op: "reshape",
-                msg: e.to_string(),
-            })?;
-        Ok(Tensor::from_array(a))
+        self.with_shape(shape)
     }
 
     /// Inserts a size-1 dim at `dim` (`0..=rank`).
@@ -60,6 +53,9 @@ impl Tensor {
 
     /// Reorders dims: output dim `i` is input dim `perm[i]` (as `torch.permute`).
     pub fn permute(&self, perm: &[usize]) -> Result<Tensor> {
+        if let Some(ctx) = gpu_context("permute", &[self])? {
+            return via_host(&ctx, &[self], |h| h[0].permute(perm));
+        }
         const OP: &str = "permute";
         let s = self.shape();
         let r = s.len();
@@ -116,6 +112,11 @@ impl Tensor {
 
     /// Concatenates tensors along `dim`; all other dims must agree.
     pub fn concat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
+        if let Some(ctx) = gpu_context("concat", tensors)? {
+            return via_host(&ctx, tensors, |h| {
+                Tensor::concat(&h.iter().collect::<Vec<_>>(), dim)
+            });
+        }
         const OP: &str = "concat";
         let Some(first) = tensors.first() else {
             return Err(Error::arg(OP, "no tensors to concatenate"));
@@ -154,6 +155,9 @@ impl Tensor {
 
     /// The slice `start..start+len` along `dim`.
     pub fn narrow(&self, dim: isize, start: usize, len: usize) -> Result<Tensor> {
+        if let Some(ctx) = gpu_context("narrow", &[self])? {
+            return via_host(&ctx, &[self], |h| h[0].narrow(dim, start, len));
+        }
         let axis = self.axis("narrow", dim)?;
         let (outer, n, inner) = outer_n_inner(self.shape(), axis);
         if start.checked_add(len).is_none_or(|end| end > n) {
@@ -210,6 +214,9 @@ impl Tensor {
 
     /// Embedding lookup: rows of this `[V, D]` table for each id → `[ids.len(), D]`.
     pub fn embedding(&self, ids: &[u32]) -> Result<Tensor> {
+        if let Some(ctx) = gpu_context("embedding", &[self])? {
+            return via_host(&ctx, &[self], |h| h[0].embedding(ids));
+        }
         let s = self.shape();
         if s.len() != 2 {
             return Err(Error::shape("embedding", "table [V, D]", s));
@@ -236,6 +243,9 @@ impl Tensor {
     /// Index of the maximum along `dim` (first on ties, NaN counts as the maximum, as in
     /// PyTorch); the result is laid out row-major over the remaining dims.
     pub fn argmax(&self, dim: isize) -> Result<Vec<u32>> {
+        if self.as_gpu().is_some() {
+            return self.to_cpu()?.argmax(dim);
+        }
         let axis = self.axis("argmax", dim)?;
         let (outer, n, inner) = outer_n_inner(self.shape(), axis);
         if n == 0 {
@@ -261,6 +271,10 @@ impl Tensor {
     /// The `k` largest values along the last dim, sorted descending (ties: lower index first),
     /// with their indices: `([.., k], indices row-major)`.
     pub fn topk(&self, k: usize) -> Result<(Tensor, Vec<u32>)> {
+        if let Some(ctx) = gpu_context("topk", &[self])? {
+            let (values, idx) = self.to_cpu()?.topk(k)?;
+            return Ok((values.to_gpu(&ctx)?, idx));
+        }
         let s = self.shape();
         let Some(&n) = s.last() else {
             return Err(Error::shape("topk", "rank >= 1", s));

@@ -6,6 +6,7 @@ use rayon::prelude::*;
 use super::lanes;
 use crate::error::Result;
 use crate::tensor::{Tensor, outer_n_inner};
+use crate::tensor::{gpu_context, via_host};
 
 /// Numerically stable softmax of one contiguous row, in place.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
@@ -79,11 +80,17 @@ impl Tensor {
     /// Softmax along `dim` (negative counts from the end). A row that is entirely `-inf`
     /// becomes NaN, as in PyTorch.
     pub fn softmax(&self, dim: isize) -> Result<Tensor> {
+        if let Some(ctx) = gpu_context("softmax", &[self])? {
+            return via_host(&ctx, &[self], |h| h[0].softmax(dim));
+        }
         along(self, "softmax", dim, softmax_row)
     }
 
     /// Log-softmax along `dim`, computed directly (not `ln(softmax)`) for accuracy.
     pub fn log_softmax(&self, dim: isize) -> Result<Tensor> {
+        if let Some(ctx) = gpu_context("log_softmax", &[self])? {
+            return via_host(&ctx, &[self], |h| h[0].log_softmax(dim));
+        }
         along(self, "log_softmax", dim, log_softmax_row)
     }
 }

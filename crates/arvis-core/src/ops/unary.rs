@@ -10,7 +10,9 @@ use rayon::prelude::*;
 
 use super::broadcast::PAR_MIN;
 use super::lanes::exp_f32;
-use crate::tensor::Tensor;
+use crate::error::Result;
+use crate::gpu::ops::elementwise::{self, UnaryOp};
+use crate::tensor::{Tensor, gpu_context};
 
 /// `√(2/π)`, the constant of the tanh approximation of GELU.
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
@@ -64,7 +66,17 @@ fn act_slice(dst: &mut [f32], src: &[f32], act: Act) {
     }
 }
 
-fn activation(t: &Tensor, act: Act) -> Tensor {
+fn activation(t: &Tensor, act: Act) -> Result<Tensor> {
+    if let Some(ctx) = gpu_context("activation", &[t])? {
+        let op = match act {
+            Act::Silu => UnaryOp::Silu,
+            Act::GeluTanh => UnaryOp::GeluTanh,
+            Act::GeluErf => UnaryOp::GeluErf,
+            Act::Sigmoid => UnaryOp::Sigmoid,
+            Act::Exp => UnaryOp::Exp,
+        };
+        return elementwise::unary(&ctx, t, op, 0.0, 0.0);
+    }
     let x = t.data();
     let mut out = vec![0.0f32; x.len()];
     if x.len() >= PAR_MIN {
@@ -74,43 +86,49 @@ fn activation(t: &Tensor, act: Act) -> Tensor {
     } else {
         act_slice(&mut out, x, act);
     }
-    Tensor::from_vec(out, t.shape()).expect("same element count")
+    Tensor::from_vec(out, t.shape())
 }
 
 impl Tensor {
     /// SiLU elementwise.
-    pub fn silu(&self) -> Tensor {
+    pub fn silu(&self) -> Result<Tensor> {
         activation(self, Act::Silu)
     }
 
     /// GELU (tanh approximation) elementwise.
-    pub fn gelu_tanh(&self) -> Tensor {
+    pub fn gelu_tanh(&self) -> Result<Tensor> {
         activation(self, Act::GeluTanh)
     }
 
     /// GELU (exact, erf) elementwise.
-    pub fn gelu_erf(&self) -> Tensor {
+    pub fn gelu_erf(&self) -> Result<Tensor> {
         activation(self, Act::GeluErf)
     }
 
     /// Sigmoid elementwise.
-    pub fn sigmoid(&self) -> Tensor {
+    pub fn sigmoid(&self) -> Result<Tensor> {
         activation(self, Act::Sigmoid)
     }
 
     /// `exp` elementwise ([`exp_f32`]: ≤ 3 ulp, exactly 0 below −87.3).
-    pub fn exp(&self) -> Tensor {
+    pub fn exp(&self) -> Result<Tensor> {
         activation(self, Act::Exp)
     }
 
     /// `tanh` elementwise.
-    pub fn tanh(&self) -> Tensor {
+    pub fn tanh(&self) -> Result<Tensor> {
+        if let Some(ctx) = gpu_context("tanh", &[self])? {
+            return elementwise::unary(&ctx, self, UnaryOp::Tanh, 0.0, 0.0);
+        }
         self.map(f32::tanh)
     }
 
     /// Clamps every element into `[lo, hi]` (`max(lo)` then `min(hi)`, so it never panics, even
     /// for `lo > hi` or NaN bounds).
-    pub fn clamp(&self, lo: f32, hi: f32) -> Tensor {
+    pub fn clamp(&self, lo: f32, hi: f32) -> Result<Tensor> {
+        if let Some(ctx) = gpu_context("clamp", &[self])? {
+            return elementwise::unary(&ctx, self, UnaryOp::Clamp, lo, hi);
+        }
         self.map(|v| v.max(lo).min(hi))
     }
 }

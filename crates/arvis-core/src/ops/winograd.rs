@@ -37,6 +37,7 @@ use super::conv::Padding2d;
 use super::gemm::{MatRef, sgemm};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
+use crate::tensor::{gpu_context, host_opt, operands, via_host};
 
 /// Positions of a transformed 6×6 tile.
 const XI: usize = 36;
@@ -144,6 +145,11 @@ impl Conv3x3Winograd {
     /// `nn.Conv2d(kernel_size=3, stride=1, padding=…)` of `x` `[N, Cin, H, W]` (+ `bias`
     /// `[Cout]`), the same result as [`Tensor::conv2d`] with the original weight.
     pub fn apply(&self, x: &Tensor, bias: Option<&Tensor>, pad: Padding2d) -> Result<Tensor> {
+        if let Some(ctx) = gpu_context("conv2d", &operands(&[Some(x), bias]))? {
+            return via_host(&ctx, &[x], |h| {
+                self.apply(&h[0], host_opt(bias)?.as_ref(), pad)
+            });
+        }
         const OP: &str = "conv3x3_winograd";
         let s = x.shape();
         if s.len() != 4 || s[1] != self.cin {

@@ -193,7 +193,7 @@ impl Var {
     /// Decodes a latent `f̂` `[B, Cvae, h, w]` to images in `[0, 1]`:
     /// `fhat_to_img(f̂)·0.5 + 0.5` (the VQ-VAE output is clamped to `[−1, 1]`).
     pub fn decode(&self, f_hat: &Tensor) -> Result<Tensor> {
-        Ok(self.vae.fhat_to_img(f_hat)?.add_scalar(1.0).scale(0.5))
+        Ok(self.vae.fhat_to_img(f_hat)?.add_scalar(1.0)?.scale(0.5)?)
     }
 
     /// Replays the sampling loop with the caller's indices instead of drawing them (golden

@@ -79,8 +79,8 @@ impl BlockModulation {
         Ok(BlockModulation {
             gamma1: c[0].clone(),
             gamma2: c[1].clone(),
-            scale1p: c[2].add_scalar(1.0),
-            scale2p: c[3].add_scalar(1.0),
+            scale1p: c[2].add_scalar(1.0)?,
+            scale2p: c[3].add_scalar(1.0)?,
             shift1: c[4].clone(),
             shift2: c[5].clone(),
         })
@@ -126,7 +126,7 @@ impl SelfAttention {
         let (scale_mul, scale) = if l2_norm {
             let s = scope.get("scale_mul_1H11", &[1, heads, 1, 1])?;
             let cap = max_scale_mul();
-            (Some(s.map(move |v| v.min(cap).exp())), 1.0)
+            (Some(s.map(move |v| v.min(cap).exp())?), 1.0)
         } else {
             (None, 0.25 / (head_dim as f32).sqrt())
         };
@@ -196,7 +196,7 @@ impl Ffn {
     }
 
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward(x)?.gelu_tanh())
+        self.fc2.forward(&self.fc1.forward(x)?.gelu_tanh()?)
     }
 }
 
@@ -301,7 +301,7 @@ impl Head {
         let ada = self.ada_lin.forward(silu_cond)?.reshape(&[n, 2, c])?;
         let parts = ada.chunk(2, 1)?;
         Ok(HeadModulation {
-            scale1p: parts[0].add_scalar(1.0),
+            scale1p: parts[0].add_scalar(1.0)?,
             shift: parts[1].clone(),
         })
     }

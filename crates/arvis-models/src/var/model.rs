@@ -270,7 +270,7 @@ impl Var {
     /// small GEMM per block and one for the head, shared by every scale of a request.
     pub(crate) fn conditioning(&self, rows: &[u32]) -> Result<Conditioning> {
         let cond = self.class_emb.embedding(rows)?;
-        let silu = cond.silu();
+        let silu = cond.silu()?;
         let n = rows.len();
         let shared = match &self.shared_ada_lin {
             Some(lin) => Some(
