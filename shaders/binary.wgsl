@@ -5,6 +5,7 @@
 // mul, div}; test: crates/arvis-core/tests/gpu_ops.rs.
 
 // 0 add, 1 sub, 2 mul, 3 div.
+// variants: OP=0..3
 override OP: u32 = 0u;
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;

@@ -3,6 +3,7 @@
 // gelu_tanh, gelu_erf, sigmoid, exp, tanh, clamp, affine}; test: crates/arvis-core/tests/gpu_ops.rs.
 
 // 0 silu, 1 gelu_tanh, 2 gelu_erf, 3 sigmoid, 4 exp, 5 tanh, 6 clamp(a, b), 7 affine a·x + b.
+// variants: OP=0..7
 override OP: u32 = 0u;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;

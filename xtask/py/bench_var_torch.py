@@ -88,6 +88,9 @@ def main() -> int:
     ap.add_argument("--load-weights", help="load the weights from this file (converter layout) "
                     "instead of randomising them")
     ap.add_argument("--save-dtype", choices=sorted(convert_var.DTYPES), default="f32")
+    ap.add_argument("--device", default="cpu",
+                    help="torch device (cpu, cuda); on CUDA TF32 is off (true fp32) and every "
+                         "timing synchronises the device")
     args = ap.parse_args()
     if args.runs < 0:
         ap.error("--runs must be >= 0")
@@ -103,6 +106,15 @@ def main() -> int:
         args.depth = 16
 
     torch.set_num_threads(args.threads)
+    dev = torch.device(args.device)
+    cuda = dev.type == "cuda"
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
     models = vo.import_official(args.var_repo)
     import models.var as var_mod
 
@@ -119,8 +131,8 @@ def main() -> int:
     else:
         load_into(vae, var, loaded[0], loaded[1], args.load_weights)
         del loaded
-    vae.eval()
-    var.eval()
+    vae.to(dev).eval()
+    var.to(dev).eval()
     for p in var.parameters():
         p.requires_grad_(False)
     build_s = time.perf_counter() - t0
@@ -147,6 +159,7 @@ def main() -> int:
 
     def sample_hook(*a, **k):
         r = orig_sample(*a, **k)
+        sync()
         stamps.append(time.perf_counter())
         return r
 
@@ -154,24 +167,28 @@ def main() -> int:
     decode = {}
 
     def decode_hook(f_hat):
+        sync()
         s = time.perf_counter()
         out = orig_decode(f_hat)
+        sync()
         decode["start"], decode["end"] = s, time.perf_counter()
         return out
 
     var_mod.sample_with_top_k_top_p_ = sample_hook
     vae.fhat_to_img = decode_hook
-    labels = torch.full((args.batch,), args.label, dtype=torch.long)
+    labels = torch.full((args.batch,), args.label, dtype=torch.long, device=dev)
     runs = []
     try:
         for i in range(args.warmup + args.runs):
             stamps.clear()
             decode.clear()
+            sync()
             start = time.perf_counter()
             with torch.inference_mode():
                 img = var.autoregressive_infer_cfg(B=args.batch, label_B=labels,
                                                    g_seed=args.g_seed, cfg=args.cfg,
                                                    top_k=args.top_k, top_p=args.top_p)
+            sync()
             end = time.perf_counter()
             edges = [start] + stamps
             per_scale = [b - a for a, b in zip(edges, edges[1:])]
@@ -195,7 +212,7 @@ def main() -> int:
         "bench": "var_torch_official", "depth": args.depth, "embed_dim": var.C,
         "threads": args.threads, "batch": args.batch, "label": args.label, "cfg": args.cfg,
         "top_k": args.top_k, "top_p": args.top_p, "g_seed": args.g_seed, "seed": args.seed,
-        "dtype": "f32", "torch": torch.__version__, "python": sys.version.split()[0],
+        "dtype": "f32", "device": args.device, "torch": torch.__version__, "python": sys.version.split()[0],
         "var_revision": vo.repo_revision(args.var_repo), "var_params": n_var, "vae_params": n_vae,
         "build_s": build_s, "warmup": args.warmup, "runs": len(runs),
         "median": {"total_s": med("total_s"), "transformer_s": med("transformer_s"),

@@ -3,10 +3,17 @@
 //! instead of at pipeline creation on some user's GPU.
 //!
 //! Shaders are validated with the capabilities arvis may enable on a device (f16, subgroups).
-//! No shader has override/variant expansions yet, so nothing is written; when variants arrive,
-//! `codegen` writes them under `shaders/generated/` and `--check` also fails on stale output.
+//! Then every override variant a shader declares in its `// variants:` header (see
+//! `arvis_core::gpu::variants`) is specialised with naga's pipeline-constant pass, validated
+//! again, translated to SPIR-V (what a Vulkan driver receives) and written as plain WGSL without
+//! overrides to `shaders/generated/<stem>/<CONST>-<value>_….wgsl`: concrete kernels a user can
+//! read or drop into an engine that does not speak pipeline constants. `--check` writes nothing
+//! and fails when that directory is stale (missing, changed or extra files).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+use arvis_core::gpu::variants::{Variant, declared_variants};
 
 use crate::{XResult, workspace_root};
 
@@ -21,19 +28,112 @@ fn shader_files(dir: &Path) -> XResult<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Parses and validates one WGSL source; the error is naga's report with the file name.
-pub fn validate(name: &str, source: &str) -> Result<(), String> {
-    let module = naga::front::wgsl::parse_str(source)
-        .map_err(|e| e.emit_to_string_with_path(source, name))?;
+/// A validator with the capabilities arvis may enable on a device.
+fn validator() -> naga::valid::Validator {
     let caps = naga::valid::Capabilities::SHADER_FLOAT16
         | naga::valid::Capabilities::SUBGROUP
         | naga::valid::Capabilities::SUBGROUP_BARRIER;
-    naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps)
-        .subgroup_stages(naga::valid::ShaderStages::COMPUTE)
-        .subgroup_operations(naga::valid::SubgroupOperationSet::all())
+    let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), caps);
+    v.subgroup_stages(naga::valid::ShaderStages::COMPUTE)
+        .subgroup_operations(naga::valid::SubgroupOperationSet::all());
+    v
+}
+
+/// Parses and validates one WGSL source; the error is naga's report with the file name.
+#[cfg(test)]
+pub fn validate(name: &str, source: &str) -> Result<(), String> {
+    parse_and_validate(name, source).map(|_| ())
+}
+
+fn parse_and_validate(
+    name: &str,
+    source: &str,
+) -> Result<(naga::Module, naga::valid::ModuleInfo), String> {
+    let module = naga::front::wgsl::parse_str(source)
+        .map_err(|e| e.emit_to_string_with_path(source, name))?;
+    let info = validator()
         .validate(&module)
         .map_err(|e| e.emit_to_string_with_path(source, name))?;
-    Ok(())
+    Ok((module, info))
+}
+
+/// The file name of a variant: `OP-3_TILE-8.wgsl`.
+fn variant_file(v: &Variant) -> String {
+    let parts: Vec<String> = v.iter().map(|(k, x)| format!("{k}-{x}")).collect();
+    format!("{}.wgsl", parts.join("_"))
+}
+
+/// Specialises, validates, translates to SPIR-V and renders every declared variant of a shader:
+/// file name (under `generated/<stem>/`) → WGSL text. A shader with overrides must declare
+/// its variants; one without overrides has none (its source is already concrete).
+pub fn variants(name: &str, source: &str) -> Result<BTreeMap<String, String>, String> {
+    let (module, info) = parse_and_validate(name, source)?;
+    let declared = declared_variants(source).map_err(|e| format!("{name}: {e}"))?;
+    if declared.is_empty() {
+        if module.overrides.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        return Err(format!(
+            "{name}: has `override` constants but no `// variants:` header naming the values \
+             its launcher uses"
+        ));
+    }
+    let stem = name.trim_end_matches(".wgsl");
+    let mut out = BTreeMap::new();
+    for v in declared {
+        let mut constants = naga::back::PipelineConstants::default();
+        for (k, x) in &v {
+            constants.insert(k.clone(), *x);
+        }
+        let what = format!("{name} with {v:?}");
+        let (m, _) = naga::back::pipeline_constants::process_overrides(
+            &module,
+            &info,
+            Some((naga::ShaderStage::Compute, "main")),
+            &constants,
+        )
+        .map_err(|e| format!("{what}: {e}"))?;
+        let mut m = m.into_owned();
+        // The pass keeps the (now unreferenced) override declarations; a concrete kernel has none.
+        m.overrides = naga::Arena::new();
+        let i = validator()
+            .validate(&m)
+            .map_err(|e| format!("{what}: invalid after specialisation: {e}"))?;
+        naga::back::spv::write_vec(&m, &i, &naga::back::spv::Options::default(), None)
+            .map_err(|e| format!("{what}: SPIR-V translation failed: {e}"))?;
+        let text = naga::back::wgsl::write_string(&m, &i, naga::back::wgsl::WriterFlags::empty())
+            .map_err(|e| format!("{what}: WGSL output failed: {e}"))?;
+        let header = format!(
+            "// Generated by `cargo xtask codegen` from shaders/{name} with {}; do not edit.\n",
+            v.iter()
+                .map(|(k, x)| format!("{k} = {x}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        out.insert(format!("{stem}/{}", variant_file(&v)), header + &text);
+    }
+    Ok(out)
+}
+
+/// The files under `dir`, recursively, relative to it.
+fn existing_files(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(rel) = p.strip_prefix(dir) {
+                out.push(rel.to_string_lossy().replace('\\', "/"));
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 /// Runs the command.
@@ -49,13 +149,17 @@ pub fn run(args: &[String]) -> XResult<()> {
         return Err(format!("no .wgsl files under {}", dir.display()).into());
     }
     let mut failed = Vec::new();
+    let mut generated = BTreeMap::new();
     for f in &files {
         let name = f
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         let src = std::fs::read_to_string(f).map_err(|e| format!("{}: {e}", f.display()))?;
-        match validate(&name, &src) {
-            Ok(()) => eprintln!("  ok   shaders/{name}"),
+        match variants(&name, &src) {
+            Ok(v) => {
+                eprintln!("  ok   shaders/{name} ({} variant(s))", v.len());
+                generated.extend(v);
+            }
             Err(report) => {
                 eprintln!("  FAIL shaders/{name}\n{report}");
                 failed.push(name);
@@ -69,10 +173,61 @@ pub fn run(args: &[String]) -> XResult<()> {
         )
         .into());
     }
+    let out_dir = dir.join("generated");
+    let existing = existing_files(&out_dir);
+    let stale: Vec<String> = generated
+        .iter()
+        .filter(|(rel, text)| {
+            std::fs::read_to_string(out_dir.join(rel)).ok().as_deref() != Some(text.as_str())
+        })
+        .map(|(rel, _)| rel.clone())
+        .collect();
+    let extra: Vec<String> = existing
+        .iter()
+        .filter(|rel| !generated.contains_key(*rel))
+        .cloned()
+        .collect();
+    if check {
+        if !stale.is_empty() || !extra.is_empty() {
+            return Err(format!(
+                "shaders/generated is stale ({} missing or changed: {:?}; {} extra: {:?}); run \
+                 `cargo xtask codegen`",
+                stale.len(),
+                &stale[..stale.len().min(5)],
+                extra.len(),
+                &extra[..extra.len().min(5)]
+            )
+            .into());
+        }
+    } else {
+        for rel in &stale {
+            let path = out_dir.join(rel);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            std::fs::write(&path, &generated[rel])?;
+        }
+        for rel in &extra {
+            std::fs::remove_file(out_dir.join(rel))?;
+        }
+        // Directories of removed shaders.
+        if let Ok(entries) = std::fs::read_dir(&out_dir) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_dir(e.path()); // only succeeds when empty
+            }
+        }
+    }
     eprintln!(
-        "xtask codegen{}: {} shader(s) valid; no variants to generate",
+        "xtask codegen{}: {} shader(s) valid; {} variant(s) specialised, validated and \
+         translated to SPIR-V; {}",
         if check { " --check" } else { "" },
-        files.len()
+        files.len(),
+        generated.len(),
+        if check {
+            "shaders/generated is up to date".to_owned()
+        } else {
+            format!("{} written, {} removed", stale.len(), extra.len())
+        }
     );
     Ok(())
 }
@@ -90,6 +245,29 @@ mod tests {
             validate(&f.display().to_string(), &src)?;
         }
         Ok(())
+    }
+
+    /// Every declared variant specialises; a shader with overrides but no declaration, and a
+    /// declared value that breaks the shader, are errors.
+    #[test]
+    fn variants_are_specialised_and_checked() {
+        let src = "// variants: N=1,4\n\
+                   override N: u32 = 1u;\n\
+                   @group(0) @binding(0) var<storage, read_write> o: array<f32>;\n\
+                   @compute @workgroup_size(1) fn main() { o[0] = f32(N); }";
+        let v = variants("t.wgsl", src).expect("valid variants");
+        assert_eq!(v.keys().collect::<Vec<_>>(), ["t/N-1.wgsl", "t/N-4.wgsl"]);
+        assert!(v["t/N-4.wgsl"].contains('4'), "{}", v["t/N-4.wgsl"]);
+        assert!(!v["t/N-4.wgsl"].contains("override"));
+        let undeclared = src.replace("// variants: N=1,4", "");
+        assert!(variants("t.wgsl", &undeclared).is_err());
+        // A workgroup array sized by the override: 0 elements is invalid.
+        let sized = "// variants: N=0\n\
+                     override N: u32 = 1u;\n\
+                     var<workgroup> tile: array<f32, N>;\n\
+                     @group(0) @binding(0) var<storage, read_write> o: array<f32>;\n\
+                     @compute @workgroup_size(1) fn main() { tile[0] = 1.0; o[0] = tile[0]; }";
+        assert!(variants("s.wgsl", sized).is_err());
     }
 
     /// Negative controls: a syntax error and a type error must both be reported.

@@ -5,6 +5,7 @@
 //! - `cargo xtask bench [--filter REGEX] [--no-run-baseline] [--report-only]`: criterion
 //!   benches, numpy baseline, PyTorch VAR baseline, machine peak, and `docs/benchmarks.md`.
 //! - `cargo xtask codegen [--check]`: naga validation of every WGSL shader in `shaders/`.
+//! - `cargo xtask gpu-report [--quick] [--profile]`: arvis on the GPU vs PyTorch, one table.
 //! - `cargo xtask help`.
 //!
 //! The alias lives in `.cargo/config.toml`. Dependencies: serde_json, naga (shader validation).
@@ -13,6 +14,7 @@ mod bench;
 mod ci;
 mod codegen;
 mod criterion;
+mod gpu_report;
 mod machine;
 mod report;
 mod var;
@@ -38,6 +40,13 @@ Commands:
       --report-only       do not run cargo bench; rebuild the report from target/criterion
   codegen [--check]     validate every shaders/*.wgsl with naga (wgpu's own front end and
                         validator, with the f16/subgroup capabilities arvis may enable)
+  gpu-report [options]  on a machine with a GPU: matmul 4096³, attention (VAR-d16 shapes, L 4096
+                        causal) and VAR-d16 images/s at B 1 and 64 through wgpu, next to PyTorch
+                        fp32 (TF32 off) in the same run when torch imports; table also written
+                        to target/gpu-report.md
+      --quick             tiny shapes (a smoke test, e.g. on lavapipe)
+      --profile           per-op GPU time of one VAR generation (timestamp queries)
+      --runs N            timed runs per measurement (default 10)
   help                  this text
 
 Environment:
@@ -48,6 +57,7 @@ Environment:
   ARVIS_VAR_D16_WEIGHTS weights file both VAR sides load (default:
                         target/bench-data/var_d16_random.safetensors, written by the official
                         code with seeded random weights when missing)
+  ARVIS_FP32_PEAK_TFLOPS fp32 peak the GPU report rates against (default: a table of known GPUs)
   ARVIS_PEAK_GHZ        clock of the theoretical peak FLOP/s (default: `cpu MHz` of
                         /proc/cpuinfo); compute-bound ops are rated against the measured
                         `fma_peak` bench instead when target/criterion has it
@@ -59,6 +69,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci::run(&args[1..]),
         Some("codegen") => codegen::run(&args[1..]),
+        Some("gpu-report") => gpu_report::run(&args[1..]),
         Some("bench") => bench::BenchArgs::parse(&args[1..]).and_then(|a| bench::run(&a)),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");

@@ -245,6 +245,24 @@ pub fn cfg_mix(cond: &[f32], uncond: &[f32], scale: f32, form: CfgForm) -> Resul
 pub fn cfg_mix_stacked(logits: &Tensor, scale: f32, form: CfgForm) -> Result<Tensor> {
     let shape = logits.shape();
     match shape.first() {
+        Some(&n) if n % 2 == 0 && logits.as_gpu().is_some() => {
+            // The same f32 operations as `cfg_mix`, one kernel each, on the device.
+            if !scale.is_finite() {
+                return Err(Error::arg(
+                    "cfg_mix",
+                    format!("guidance scale must be finite, got {scale}"),
+                ));
+            }
+            let cond = logits.narrow(0, 0, n / 2)?;
+            let uncond = logits.narrow(0, n / 2, n / 2)?;
+            match form {
+                CfgForm::LlamaGen => uncond.add(&cond.sub(&uncond)?.scale(scale)?),
+                CfgForm::Var => {
+                    let a = (1.0 + f64::from(scale)) as f32;
+                    cond.scale(a)?.sub(&uncond.scale(scale)?)
+                }
+            }
+        }
         Some(&n) if n % 2 == 0 => {
             let data = logits.data();
             let (cond, uncond) = data.split_at(data.len() / 2);
@@ -545,7 +563,15 @@ pub fn sample_rows(logits: &Tensor, cfg: &SamplingConfig, rng: &mut SeededRng) -
         ));
     }
     cfg.validate()?;
-    let data = logits.data();
+    // GPU logits are read back once here (one transfer per sampling step).
+    let host;
+    let data = match logits.as_gpu() {
+        Some(_) => {
+            host = logits.try_to_vec()?;
+            host.as_slice()
+        }
+        None => logits.data(),
+    };
     let rows = data.len() / v;
     let uniforms: Vec<f64> = (0..rows).map(|_| rng.uniform_f64()).collect();
     data.par_chunks_exact(v)

@@ -138,6 +138,31 @@ impl Tensor {
         Self::from_array(ArcArray::from_elem(IxDyn(shape), value))
     }
 
+    /// A tensor of `shape` filled with `value` on the same device (and GPU context) as `self`
+    /// (`torch`'s `new_full`).
+    ///
+    /// Errors: [`Error::Gpu`] when the device allocation fails.
+    pub fn new_full(&self, shape: &[usize], value: f32) -> Result<Tensor> {
+        match &self.storage {
+            Storage::Cpu(_) => Ok(Self::full(shape, value)),
+            Storage::Gpu(g) => {
+                let n = numel(shape);
+                let buffer = if value == 0.0 {
+                    GpuBuffer::zeros(&g.ctx, n)?
+                } else {
+                    // Small constants only in practice (biases, masks): an upload is simplest.
+                    GpuBuffer::upload(&g.ctx, &vec![value; n])?
+                };
+                Tensor::from_gpu(&g.ctx, buffer, shape)
+            }
+        }
+    }
+
+    /// Zeros of `shape` on `self`'s device ([`Tensor::new_full`] with 0).
+    pub fn new_zeros(&self, shape: &[usize]) -> Result<Tensor> {
+        self.new_full(shape, 0.0)
+    }
+
     /// A rank-0 tensor holding `value`.
     pub fn scalar(value: f32) -> Self {
         Self::full(&[], value)

@@ -49,7 +49,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{Device, Tensor};
 
 pub use safetensors::Dtype;
 
@@ -232,9 +232,16 @@ impl Weights {
     /// A view whose reads prefix names with `prefix` and a `.`: `w.scope("blocks.0").get("x",..)`
     /// reads `blocks.0.x`. An empty prefix is the whole file; a trailing `.` is ignored.
     pub fn scope(&self, prefix: &str) -> WeightsScope<'_> {
+        self.scope_on(prefix, Device::Cpu)
+    }
+
+    /// [`Weights::scope`] whose tensors are placed on `device` as they are read (so a model's
+    /// loader, written once against scopes, loads onto either device).
+    pub fn scope_on(&self, prefix: &str, device: Device) -> WeightsScope<'_> {
         WeightsScope {
             weights: self,
             prefix: trim_prefix(prefix).to_owned(),
+            device,
         }
     }
 
@@ -528,6 +535,8 @@ fn join(prefix: &str, name: &str) -> String {
 pub struct WeightsScope<'a> {
     weights: &'a Weights,
     prefix: String,
+    /// Where tensors read through this view are placed (uploaded on read for the GPU).
+    device: Device,
 }
 
 impl<'a> WeightsScope<'a> {
@@ -546,22 +555,33 @@ impl<'a> WeightsScope<'a> {
         join(&self.prefix, name)
     }
 
-    /// A nested view: `w.scope("blocks").scope("0")` has prefix `blocks.0`.
+    /// A nested view: `w.scope("blocks").scope("0")` has prefix `blocks.0` (and the same
+    /// device).
     pub fn scope(&self, sub: &str) -> WeightsScope<'a> {
         WeightsScope {
             weights: self.weights,
             prefix: join(&self.prefix, trim_prefix(sub)),
+            device: self.device,
         }
     }
 
-    /// [`Weights::get`] on the full name.
-    pub fn get(&self, name: &str, expected_shape: &[usize]) -> Result<Tensor> {
-        self.weights.get(&self.full_name(name), expected_shape)
+    /// The device tensors read through this view are placed on.
+    pub fn device(&self) -> Device {
+        self.device
     }
 
-    /// [`Weights::get_any`] on the full name.
+    /// [`Weights::get`] on the full name, placed on the view's device.
+    pub fn get(&self, name: &str, expected_shape: &[usize]) -> Result<Tensor> {
+        self.weights
+            .get(&self.full_name(name), expected_shape)?
+            .to_device(self.device)
+    }
+
+    /// [`Weights::get_any`] on the full name, placed on the view's device.
     pub fn get_any(&self, name: &str) -> Result<Tensor> {
-        self.weights.get_any(&self.full_name(name))
+        self.weights
+            .get_any(&self.full_name(name))?
+            .to_device(self.device)
     }
 
     /// [`Weights::contains`] on the full name.

@@ -10,8 +10,8 @@
 
 mod common;
 
-use arvis_core::Tolerance;
 use arvis_core::sampling::{SamplingConfig, filter_row};
+use arvis_core::{Device, Tolerance};
 use arvis_models::var::Var;
 use common::{Errs, TestResult, as_indices, open_golden};
 
@@ -71,9 +71,12 @@ fn check_guided(
     Errs::of(got, want)
 }
 
-fn golden_case(file: &str) -> TestResult {
+fn golden_case(file: &str, device: Device) -> TestResult {
+    if !arvis_core::gpu::ready_for_tests(device)? {
+        return Ok(());
+    }
     let w = open_golden(file)?;
-    let var = Var::load(&w)?;
+    let var = Var::load_on(&w, device)?;
     let labels = as_indices(&w.get_any("golden.labels")?)?;
     let cfg = w.get_any("golden.cfg")?.to_vec()[0];
     let top_k = w.get_any("golden.top_k")?.to_vec()[0] as usize;
@@ -150,7 +153,8 @@ fn golden_case(file: &str) -> TestResult {
         )
     };
     eprintln!(
-        "{file}:\n  {}\n  {}\n  {}\n  {}\n  {}",
+        "{file} on {}:\n  {}\n  {}\n  {}\n  {}\n  {}",
+        device.name(),
         line("raw logits    ", raw_e),
         line("guided logits ", mixed_e),
         line("teacher logits", teacher_e),
@@ -162,10 +166,22 @@ fn golden_case(file: &str) -> TestResult {
 
 #[test]
 fn replay_matches_reference_per_block_adaln() -> TestResult {
-    golden_case("var_tiny_shared0.safetensors")
+    golden_case("var_tiny_shared0.safetensors", Device::Cpu)
 }
 
 #[test]
 fn replay_matches_reference_shared_adaln() -> TestResult {
-    golden_case("var_tiny_shared1.safetensors")
+    golden_case("var_tiny_shared1.safetensors", Device::Cpu)
+}
+
+/// The same fixtures with every tensor on the GPU (lavapipe in CI): the WGSL kernels reproduce
+/// the official code within the same tolerances.
+#[test]
+fn replay_matches_reference_per_block_adaln_gpu() -> TestResult {
+    golden_case("var_tiny_shared0.safetensors", Device::Gpu)
+}
+
+#[test]
+fn replay_matches_reference_shared_adaln_gpu() -> TestResult {
+    golden_case("var_tiny_shared1.safetensors", Device::Gpu)
 }

@@ -56,7 +56,7 @@ impl MultiScaleVq {
         // Squared norms through a GEMV keeps this device-neutral: (E∘E)·1.
         let embedding_sq = embedding
             .mul(&embedding)?
-            .matmul(&Tensor::ones(&[c, 1]))?
+            .matmul(&embedding.new_full(&[c, 1], 1.0)?)?
             .reshape(&[embedding.shape()[0]])?;
         let embedding_unit = if using_znorm {
             Some(embedding.l2_normalize(1, 1e-12)?)
@@ -271,7 +271,7 @@ impl MultiScaleVq {
     pub fn indices_to_fhat(&self, idx: &[Vec<u32>], batch: usize) -> Result<Tensor> {
         self.check_scale_count(idx.len())?;
         let (c, p) = (self.channels(), self.latent_size());
-        let mut f_hat = Tensor::zeros(&[batch, c, p, p]);
+        let mut f_hat = self.embedding.new_zeros(&[batch, c, p, p])?;
         for (si, (ids, &pn)) in idx.iter().zip(&self.patch_nums).enumerate() {
             let h = self.embed(ids, batch, pn)?;
             f_hat = f_hat.add(&self.contribution(si, &h)?)?;
@@ -323,7 +323,7 @@ impl MultiScaleVq {
         let c = self.channels();
         let last = self.num_scales() - 1;
         let mut f_rest = f.clone();
-        let mut f_hat = Tensor::zeros(f.shape());
+        let mut f_hat = f.new_zeros(f.shape())?;
         let mut out = Vec::with_capacity(self.num_scales());
         for (si, &pn) in self.patch_nums.iter().enumerate() {
             let z = if si != last {

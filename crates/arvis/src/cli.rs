@@ -170,10 +170,10 @@ fn generate(a: &GenerateArgs) -> Result<()> {
     let device = match a.device {
         DeviceArg::Cpu => Device::Cpu,
         DeviceArg::Gpu => {
-            return Err(Error::Device(
-                "gpu".into(),
-                "the wgpu backend is not built yet".into(),
-            ));
+            // Fail early with the adapter's story, before the model loads.
+            arvis_core::gpu::GpuContext::shared()
+                .map_err(|e| Error::Device("gpu".into(), e.to_string()))?;
+            Device::Gpu
         }
     };
     if a.out

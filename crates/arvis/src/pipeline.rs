@@ -191,19 +191,13 @@ impl Pipeline {
     /// Builds the model from already-open weights (e.g. `Weights::from_static` for an
     /// embedded model).
     pub fn from_weights(weights: &Weights, device: Device) -> Result<Self> {
-        match device {
-            Device::Cpu => {}
-            #[allow(unreachable_patterns)] // more devices arrive with the GPU backend
-            other => {
-                return Err(Error::Device(
-                    format!("{other:?}"),
-                    "not supported yet".into(),
-                ));
-            }
+        if device == Device::Gpu {
+            arvis_core::gpu::GpuContext::shared()
+                .map_err(|e| Error::Device(device.name().into(), e.to_string()))?;
         }
         let family = weights.metadata_str(arvis_core::weights::META_FAMILY)?;
         let model = match family {
-            "var" => Model::Var(Box::new(Var::load(weights)?)),
+            "var" => Model::Var(Box::new(Var::load_on(weights, device)?)),
             other => {
                 return Err(Error::UnsupportedFamily {
                     path: weights.path().to_path_buf(),

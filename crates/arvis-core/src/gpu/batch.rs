@@ -316,6 +316,16 @@ impl GpuContext {
         kernel: &Kernel,
         constants: &[(&'static str, f64)],
     ) -> Result<Arc<wgpu::ComputePipeline>> {
+        if cfg!(debug_assertions) && !super::variants::is_declared(kernel.source, constants) {
+            return Err(Error::gpu(
+                "pipeline",
+                format!(
+                    "{} launched with {constants:?}, a variant its `// variants:` header does not \
+                     declare (add it so `cargo xtask codegen` validates it)",
+                    kernel.name
+                ),
+            ));
+        }
         let mut key = String::from(kernel.name);
         for (k, v) in constants {
             key.push_str(&format!("|{k}={v}"));

@@ -11,8 +11,33 @@ mod buffer;
 mod context;
 pub mod ops;
 mod pool;
+pub mod variants;
 
 pub use batch::{Dispatch, Kernel, MAX_OPS_PER_BATCH, OpTime, grid_1d};
 pub use buffer::GpuBuffer;
 pub use context::{ADAPTER_ENV, GpuContext, GpuInfo};
 pub use pool::PoolStats;
+
+/// For test suites: whether tests on `device` can run. The CPU always can; for the GPU, when no
+/// adapter exists this prints why to stderr and returns `Ok(false)` (skip), except under
+/// `CI=true`, where a missing adapter is an error (CI installs Mesa's lavapipe).
+///
+/// Errors: [`Error::Gpu`](crate::Error::Gpu) under `CI=true` without an adapter.
+pub fn ready_for_tests(device: crate::Device) -> crate::Result<bool> {
+    if device == crate::Device::Cpu {
+        return Ok(true);
+    }
+    match GpuContext::shared() {
+        Ok(_) => Ok(true),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => Err(crate::Error::Gpu {
+            op: "adapter",
+            msg: format!("CI=true but no GPU adapter: {e}"),
+        }),
+        Err(e) => {
+            // Straight to stderr: the test harness captures `eprintln!`, and the skip must show.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "SKIPPED GPU test: no adapter ({e})");
+            Ok(false)
+        }
+    }
+}

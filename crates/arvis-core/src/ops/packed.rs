@@ -42,6 +42,12 @@ impl PackedMatrix {
         let &[k, n] = b.shape() else {
             return Err(Error::shape(OP, "[k, n]", b.shape()));
         };
+        if b.as_gpu().is_some() || bias.is_some_and(|t| t.as_gpu().is_some()) {
+            // Stop-gap until the GPU GEMM lands: pack on the host; products with a GPU `x` take
+            // the counted host round trip of `matmul_packed`.
+            let bias = bias.map(Tensor::to_cpu).transpose()?;
+            return Self::from_kn(&b.to_cpu()?, bias.as_ref());
+        }
         Self::pack(OP, b.data(), k, n, false, bias)
     }
 
@@ -52,6 +58,10 @@ impl PackedMatrix {
         let &[n, k] = w.shape() else {
             return Err(Error::shape(OP, "[out, in]", w.shape()));
         };
+        if w.as_gpu().is_some() || bias.is_some_and(|t| t.as_gpu().is_some()) {
+            let bias = bias.map(Tensor::to_cpu).transpose()?;
+            return Self::from_linear(&w.to_cpu()?, bias.as_ref());
+        }
         Self::pack(OP, w.data(), k, n, true, bias)
     }
 

@@ -236,7 +236,7 @@ impl Var {
         let scales = self.config.num_scales();
         let mut parts = Vec::with_capacity(scales);
         parts.push(self.first_tokens(&cond.cond)?);
-        let mut f_hat = self.zero_fhat(b);
+        let mut f_hat = self.zero_fhat(b)?;
         for (si, (idx, &pn)) in indices.iter().zip(&self.config.patch_nums).enumerate() {
             if si + 1 == scales {
                 break;
@@ -252,9 +252,9 @@ impl Var {
         self.transformer(&x, &cond, None, &mask)
     }
 
-    fn zero_fhat(&self, b: usize) -> Tensor {
+    fn zero_fhat(&self, b: usize) -> Result<Tensor> {
         let last = self.config.patch_nums[self.config.num_scales() - 1];
-        Tensor::zeros(&[b, self.cvae(), last, last])
+        Ok(self.class_emb.new_zeros(&[b, self.cvae(), last, last])?)
     }
 
     /// The shared loop of [`Var::sample`] and [`Var::generate_with_indices`]. Inputs are
@@ -280,7 +280,7 @@ impl Var {
         let q = self.vae.quantizer();
 
         let mut x = self.first_tokens(&cond.cond)?;
-        let mut f_hat = self.zero_fhat(b);
+        let mut f_hat = self.zero_fhat(b)?;
         let mut indices = Vec::with_capacity(scales);
         let (mut raw_logits, mut logits) = (Vec::new(), Vec::new());
         let tokens_total = config.seq_len();

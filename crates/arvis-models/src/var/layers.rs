@@ -122,7 +122,7 @@ impl SelfAttention {
         let q_bias = scope.get("q_bias", &[c])?;
         let v_bias = scope.get("v_bias", &[c])?;
         // `zero_k_bias` is a non-learned buffer of zeros: recomputed, never read.
-        let bias = Tensor::concat(&[&q_bias, &Tensor::zeros(&[c]), &v_bias], 0)?;
+        let bias = Tensor::concat(&[&q_bias, &q_bias.new_zeros(&[c])?, &v_bias], 0)?;
         let (scale_mul, scale) = if l2_norm {
             let s = scope.get("scale_mul_1H11", &[1, heads, 1, 1])?;
             let cap = max_scale_mul();

@@ -2,7 +2,7 @@
 
 use arvis_attention::{AttentionMask, BlockCausalMask, KvCache};
 use arvis_core::weights::{META_CONFIG, META_FAMILY};
-use arvis_core::{Tensor, Weights, WeightsScope};
+use arvis_core::{Device, Tensor, Weights, WeightsScope};
 use arvis_tokenizer::{VqVae, VqVaeConfig};
 use serde::{Deserialize, Serialize};
 
@@ -120,6 +120,15 @@ impl Var {
     /// mis-shaped tensor is an error naming it; so is a transformer tensor the configuration
     /// has no place for, such as `blocks.16.*` in a depth-16 file).
     pub fn load(weights: &Weights) -> Result<Var> {
+        Self::load_on(weights, Device::Cpu)
+    }
+
+    /// [`Var::load`] with every tensor placed on `device` (uploaded as it is read); the model
+    /// then runs there, with the same numbers as on the CPU within the kernels' tolerances.
+    ///
+    /// Errors: as [`Var::load`], and the device's ([`arvis_core::Error::Gpu`]) when no adapter
+    /// exists or an upload fails.
+    pub fn load_on(weights: &Weights, device: Device) -> Result<Var> {
         let family = weights.metadata_str(META_FAMILY)?;
         if family != VAR_FAMILY {
             return Err(ModelError::Family {
@@ -135,8 +144,8 @@ impl Var {
                 weights.path().display()
             ))
         })?;
-        let vae = VqVae::load(&weights.scope("vae"), &file_cfg.vae)?;
-        Var::from_parts(file_cfg.var, &weights.scope(""), vae)
+        let vae = VqVae::load(&weights.scope_on("vae", device), &file_cfg.vae)?;
+        Var::from_parts(file_cfg.var, &weights.scope_on("", device), vae)
     }
 
     /// Builds the transformer from `weights` (names as in the official state dict, relative to
