@@ -54,9 +54,10 @@ pub enum AttentionError {
         /// Shape of `k`.
         k: Vec<usize>,
     },
-    /// A block-causal mask does not cover exactly the key positions.
+    /// A mask with a fixed extent (block-causal, skip-causal, neighbor, axial, explicit) does
+    /// not cover exactly the key positions.
     #[error(
-        "{op}: block-causal mask covers {covered} positions (block lengths {block_lens:?}) but there are {lk} keys"
+        "{op}: the mask covers {covered} positions (block lengths {block_lens:?}) but there are {lk} keys"
     )]
     MaskLength {
         /// The op.
@@ -65,7 +66,7 @@ pub enum AttentionError {
         covered: usize,
         /// Number of keys.
         lk: usize,
-        /// The mask's block lengths.
+        /// The mask's block lengths (block-causal masks; empty for the others).
         block_lens: Vec<usize>,
     },
     /// Keys or values given to the cache do not fit its `[B, H, *, D]` layout.
@@ -112,6 +113,18 @@ pub enum AttentionError {
         /// The cache's head dimension.
         head_dim: usize,
     },
+    /// Operands on different devices (CPU and GPU, or two GPU contexts), or a cache given
+    /// tensors on another device than the one it holds its data on.
+    #[error("{op}: {msg}")]
+    Device {
+        /// The op.
+        op: &'static str,
+        /// What differs, in words.
+        msg: String,
+    },
+    /// A RoPE argument does not fit (head dim, positions, rank).
+    #[error("rope2d: {0}")]
+    Rope(String),
     /// `truncate` asked for more positions than the cache holds.
     #[error("KvCache::truncate: cannot truncate to {requested} positions, the cache holds {len}")]
     Truncate {

@@ -21,6 +21,7 @@ use multiversion::multiversion;
 use pulp::{Arch, Simd, WithSimd};
 
 use super::{KB, NK};
+use crate::mask::AttentionMask;
 
 /// One head's packed operands.
 pub(crate) struct HeadCtx<'a> {
@@ -36,14 +37,22 @@ pub(crate) struct HeadCtx<'a> {
     pub scale: f32,
     /// The SIMD instruction set to run the products on.
     pub arch: Arch,
+    /// A mask whose visible keys are not a prefix: tested pair by pair below each row's limit.
+    pub mask: Option<&'a AttentionMask>,
 }
 
 /// Query rows per micro-tile.
 const MR: usize = 8;
 
-/// Attention for consecutive query rows of one head: `q [rows, d]`, `limits [rows]` (visible
-/// key prefix per row), writes `out [rows, d]`.
-pub(crate) fn attend_rows(ctx: &HeadCtx<'_>, q: &[f32], limits: &[usize], out: &mut [f32]) {
+/// Attention for consecutive query rows of one head, the first at absolute position `q_pos0`:
+/// `q [rows, d]`, `limits [rows]` (visible keys lie below), writes `out [rows, d]`.
+pub(crate) fn attend_rows(
+    ctx: &HeadCtx<'_>,
+    q_pos0: usize,
+    q: &[f32],
+    limits: &[usize],
+    out: &mut [f32],
+) {
     let (d, dp) = (ctx.d, ctx.dp);
     let n_rows = limits.len();
     let mut qt = vec![[0.0f32; MR]; d];
@@ -82,7 +91,8 @@ pub(crate) fn attend_rows(ctx: &HeadCtx<'_>, q: &[f32], limits: &[usize], out: &
                     s0: t * NK,
                 });
             }
-            online_softmax(&mut s, n, k0, &lim, &mut state, &mut acc, dp);
+            let rule = ctx.mask.map(|m| (m, q_pos0 + r0));
+            online_softmax(&mut s, n, k0, &lim, rule, &mut state, &mut acc, dp);
             ctx.arch.dispatch(Pv {
                 p: &s,
                 n,
@@ -93,7 +103,7 @@ pub(crate) fn attend_rows(ctx: &HeadCtx<'_>, q: &[f32], limits: &[usize], out: &
             k0 += n;
         }
         for (i, dst) in out[r0 * d..].chunks_exact_mut(d).take(nr).enumerate() {
-            // A row with no visible key (impossible for our masks) is all zeros, not NaN.
+            // A row with no visible key (an explicit mask's empty row) is all zeros, not NaN.
             let l = state.l[i];
             let inv = if l > 0.0 { 1.0 / l } else { 0.0 };
             for (o, &a) in dst.iter_mut().zip(&acc[i * dp..]) {
@@ -220,13 +230,16 @@ impl Pv<'_> {
 }
 
 /// One online-softmax step over keys `k0..k0+n`: turns the scores into unnormalised
-/// probabilities `exp(s − m)`, 0 past each row's visible prefix, and rescales the running sums
-/// and accumulator rows by `exp(m_old − m_new)` when a row maximum grows.
+/// probabilities `exp(s − m)`, 0 past each row's visible prefix (and, with `rule = (mask,
+/// position of row 0)`, 0 where the mask hides the key), and rescales the running sums and
+/// accumulator rows by `exp(m_old − m_new)` when a row maximum grows.
+#[allow(clippy::too_many_arguments)]
 fn online_softmax(
     s: &mut [[f32; KB]; MR],
     n: usize,
     k0: usize,
     lim: &[usize; MR],
+    rule: Option<(&AttentionMask, usize)>,
     state: &mut RowState,
     acc: &mut [f32],
     dp: usize,
@@ -241,6 +254,10 @@ fn online_softmax(
         }
         let (vis, masked) = row.split_at_mut(valid);
         masked.fill(0.0);
+        if let Some((mask, p0)) = rule {
+            irregular_step(vis, k0, |j| mask.allows(p0 + i, j), state, i, acc, dp);
+            continue;
+        }
         let m_old = state.m[i];
         let m_new = m_old.max(row_max(vis));
         // m_old = −∞ on the first step: alpha = 0 (the accumulator is still zero anyway).
@@ -250,6 +267,47 @@ fn online_softmax(
         if alpha != 1.0 {
             scale_row(&mut acc[i * dp..][..dp], alpha);
         }
+    }
+}
+
+/// [`online_softmax`] for one row whose visible keys `k0 + j` are those `allows` accepts.
+fn irregular_step(
+    vis: &mut [f32],
+    k0: usize,
+    allows: impl Fn(usize) -> bool,
+    state: &mut RowState,
+    i: usize,
+    acc: &mut [f32],
+    dp: usize,
+) {
+    let mut tile_max = f32::NEG_INFINITY;
+    let mut any = false;
+    for (j, &x) in vis.iter().enumerate() {
+        if allows(k0 + j) {
+            any = true;
+            tile_max = if x > tile_max { x } else { tile_max };
+        }
+    }
+    if !any {
+        vis.fill(0.0);
+        return;
+    }
+    let m_old = state.m[i];
+    let m_new = m_old.max(tile_max);
+    let alpha = exp_f32(m_old - m_new);
+    let mut sum = 0.0;
+    for (j, x) in vis.iter_mut().enumerate() {
+        *x = if allows(k0 + j) {
+            exp_f32(*x - m_new)
+        } else {
+            0.0
+        };
+        sum += *x;
+    }
+    state.l[i] = state.l[i] * alpha + sum;
+    state.m[i] = m_new;
+    if alpha != 1.0 {
+        scale_row(&mut acc[i * dp..][..dp], alpha);
     }
 }
 

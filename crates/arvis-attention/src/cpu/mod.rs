@@ -10,6 +10,7 @@ mod kernel;
 
 use rayon::prelude::*;
 
+use crate::mask::AttentionMask;
 use crate::shape::Dims;
 use kernel::HeadCtx;
 
@@ -30,14 +31,16 @@ pub(crate) struct KvSource<'a> {
     pub head_stride: usize,
 }
 
-/// Fused attention over contiguous `q [B·H, Lq, D]` and strided `k`, `v`. `limits[i]` is the
-/// number of keys (a prefix) query row `i` sees. Returns `[B·H, Lq, D]`.
+/// Fused attention over contiguous `q [B·H, Lq, D]` and strided `k`, `v`. `limits[i]` bounds
+/// the keys query row `i` sees (they lie in `0..limits[i]`); with `irregular`, the mask is also
+/// tested pair by pair below the limit (masks that are not prefixes). Returns `[B·H, Lq, D]`.
 pub(crate) fn attend(
     q: &[f32],
     k: KvSource<'_>,
     v: KvSource<'_>,
     dims: Dims,
     limits: &[usize],
+    irregular: Option<&AttentionMask>,
     scale: f32,
 ) -> Vec<f32> {
     let Dims { lq, lk, d, .. } = dims;
@@ -66,6 +69,7 @@ pub(crate) fn attend(
                 dp,
                 scale,
                 arch,
+                mask: irregular,
             };
             let q_h = &q[h * lq * d..][..lq * d];
             out_h
@@ -76,6 +80,7 @@ pub(crate) fn attend(
                     let rows = out_b.len() / d;
                     kernel::attend_rows(
                         &ctx,
+                        lk - lq + i0,
                         &q_h[i0 * d..][..rows * d],
                         &limits[i0..i0 + rows],
                         out_b,

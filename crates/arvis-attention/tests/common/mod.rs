@@ -48,3 +48,110 @@ pub fn masks_for(lk: usize, seed: u64) -> Vec<(&'static str, AttentionMask)> {
         ("block-single", AttentionMask::block_causal(&[lk])),
     ]
 }
+
+/// Whether tests on `device` can run. A missing GPU adapter prints why and skips (returns
+/// `false`), except under `CI=true`, where a missing adapter is a failure. (As in
+/// `arvis-core/tests/common`.)
+pub fn device_ready(device: arvis_core::Device) -> Result<bool, Box<dyn std::error::Error>> {
+    if device == arvis_core::Device::Cpu {
+        return Ok(true);
+    }
+    match arvis_core::gpu::GpuContext::shared() {
+        Ok(_) => Ok(true),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            Err(format!("CI=true but no GPU adapter: {e}").into())
+        }
+        Err(e) => {
+            // Straight to stderr: the test harness captures `eprintln!`, and the skip must show.
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stderr(), "SKIPPED GPU test: no adapter ({e})");
+            Ok(false)
+        }
+    }
+}
+
+/// One test per device from a generic body `fn(Device) -> TestResult`:
+/// `device_tests!(flash: flash_case);` defines `flash::{cpu, gpu}`.
+#[allow(unused_macros)]
+macro_rules! device_tests {
+    ($($name:ident: $body:ident;)*) => {$(
+        mod $name {
+            #[test]
+            fn cpu() -> $crate::common::TestResult {
+                super::$body(arvis_core::Device::Cpu)
+            }
+            #[test]
+            fn gpu() -> $crate::common::TestResult {
+                if !$crate::common::device_ready(arvis_core::Device::Gpu)? {
+                    return Ok(());
+                }
+                super::$body(arvis_core::Device::Gpu)
+            }
+        }
+    )*};
+}
+#[allow(unused_imports)]
+pub(crate) use device_tests;
+
+/// The largest divisor of `n` that is at most `√n` (1 for primes): a grid `h × (n / h)`.
+pub fn grid_of(n: usize) -> (usize, usize) {
+    let h = (1..=n.max(1))
+        .take_while(|h| h * h <= n)
+        .filter(|h| n % h == 0)
+        .last()
+        .unwrap_or(1);
+    (h, n / h.max(1))
+}
+
+/// Every mask kind over `lk` positions: the prefix masks of [`masks_for`], skip-causal (both
+/// layouts), NAR's neighbor mask (both diagonal rules), axial row/column (plain and causal) and
+/// an explicit random mask with some empty rows.
+pub fn all_masks(lk: usize, seed: u64) -> Vec<(&'static str, AttentionMask)> {
+    use arvis_attention::{
+        AxialMask, BlockCopy, Diagonal, ExplicitMask, NeighborMask, SkipCausalMask,
+    };
+    let mut m = masks_for(lk, seed);
+    let half = random_blocks(lk / 2, seed + 1);
+    let mut segs: Vec<(usize, BlockCopy, usize)> = half
+        .iter()
+        .enumerate()
+        .flat_map(|(b, &l)| [(b, BlockCopy::Clean, l), (b, BlockCopy::Noisy, l)])
+        .collect();
+    segs.push((half.len(), BlockCopy::Noisy, lk % 2));
+    m.push((
+        "skip-interleaved",
+        AttentionMask::SkipCausal(SkipCausalMask::from_segments(&segs)),
+    ));
+    let mut tn = SkipCausalMask::clean_then_noisy(&half);
+    if lk % 2 == 1 {
+        tn = SkipCausalMask::from_segments(&[(0, BlockCopy::Clean, lk)]);
+    }
+    m.push(("skip-clean-then-noisy", AttentionMask::SkipCausal(tn)));
+    let w = 4.min(lk.max(1));
+    let h = lk / w;
+    let nb = NeighborMask::new(lk - h * w, h, w);
+    m.push(("neighbor", AttentionMask::Neighbor(nb.clone())));
+    m.push((
+        "neighbor-self-only",
+        AttentionMask::Neighbor(NeighborMask {
+            diagonal: Diagonal::SelfOnly,
+            ..nb
+        }),
+    ));
+    let (gh, gw) = grid_of(lk);
+    m.push(("axial-row", AttentionMask::Axial(AxialMask::row(gh, gw))));
+    m.push((
+        "axial-col-causal",
+        AttentionMask::Axial(AxialMask::column(gh, gw).causal()),
+    ));
+    m.push(("axial-col", AttentionMask::Axial(AxialMask::column(gh, gw))));
+    let mut rng = SeededRng::new(seed + 7);
+    let bits: Vec<bool> = (0..lk * lk).map(|_| rng.uniform_f32() < 0.3).collect();
+    m.push((
+        "explicit",
+        AttentionMask::Explicit(ExplicitMask::from_fn(lk, |q, k| {
+            q % 3 != 1 && bits[q * lk + k]
+        })),
+    ));
+    m
+}
