@@ -4,6 +4,7 @@
 
 pub(crate) mod elementwise;
 pub(crate) mod linalg;
+pub(crate) mod resize;
 
 use super::GpuBuffer;
 use crate::tensor::Tensor;
