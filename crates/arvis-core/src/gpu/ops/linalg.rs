@@ -103,6 +103,17 @@ pub(crate) fn matmul(
     g: &Gemm<'_>,
     out_shape: &[usize],
 ) -> Result<Tensor> {
+    matmul_tiled(ctx, label, g, out_shape, Tile::for_rows(g.m))
+}
+
+/// [`matmul`] with an explicit tile shape.
+fn matmul_tiled(
+    ctx: &GpuContext,
+    label: &'static str,
+    g: &Gemm<'_>,
+    out_shape: &[usize],
+    tile: Tile,
+) -> Result<Tensor> {
     if g.batch.len() > MAX_BATCH_RANK {
         return Err(Error::Device {
             op: label,
@@ -117,7 +128,6 @@ pub(crate) fn matmul(
     if total == 0 {
         return Tensor::from_gpu(ctx, out, out_shape);
     }
-    let tile = Tile::for_rows(g.m);
     let batch = numel(g.batch);
     let groups = [
         u32_of(label, g.n.div_ceil(tile.cols()))?,
@@ -226,4 +236,64 @@ pub(crate) fn conv2d(ctx: &GpuContext, cv: &Conv<'_>) -> Result<Tensor> {
         label: OP,
     })?;
     Tensor::from_gpu(ctx, out, &out_shape)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SeededRng;
+
+    /// Other tile shapes (8 × 8 threads, 1–4 outputs per thread, other depths) give the CPU's
+    /// product: a device may pick them through the override constants alone.
+    #[test]
+    fn every_tile_shape_matches_the_cpu() -> Result<()> {
+        let Ok(ctx) = GpuContext::shared() else {
+            eprintln!("SKIPPED: no GPU adapter");
+            return Ok(());
+        };
+        let (m, n, k) = (19, 23, 37);
+        let mut rng = SeededRng::new(5);
+        let a = Tensor::randn(&[2, k, m], &mut rng);
+        let b = Tensor::randn(&[n, k], &mut rng);
+        let bias = Tensor::randn(&[n], &mut rng);
+        let want = a.matmul_t(&b, true, true)?.add(&bias)?.silu()?.to_vec();
+        let (ad, bd, biasd) = (a.to_gpu(ctx)?, b.to_gpu(ctx)?, bias.to_gpu(ctx)?);
+        let g = Gemm {
+            a: &ad,
+            b: &bd,
+            bias: Some(&biasd),
+            m,
+            n,
+            k,
+            trans_a: true,
+            trans_b: true,
+            batch: &[2],
+            a_strides: &[k * m],
+            b_strides: &[0],
+            act: Activation::Silu,
+        };
+        for (wg_x, wg_y, tm, tn, bk) in [
+            (8, 8, 4, 4, 8),
+            (8, 8, 1, 2, 16),
+            (16, 4, 3, 1, 4),
+            (4, 16, 2, 4, 32),
+            (16, 16, 4, 4, 16),
+        ] {
+            let tile = Tile {
+                wg_x,
+                wg_y,
+                tm,
+                tn,
+                bk,
+            };
+            let got = matmul_tiled(ctx, "matmul", &g, &[2, m, n], tile)?.try_to_vec()?;
+            for (i, (x, y)) in got.iter().zip(&want).enumerate() {
+                assert!(
+                    (x - y).abs() <= 1e-4 + 1e-3 * y.abs(),
+                    "{tile:?}: element {i}: {x} vs {y}"
+                );
+            }
+        }
+        Ok(())
+    }
 }
