@@ -7,8 +7,10 @@ use rayon::prelude::*;
 use super::gemm::{MatRef, sgemm};
 use super::winograd::Conv3x3Winograd;
 use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+use crate::gpu::ops::linalg;
 use crate::tensor::Tensor;
-use crate::tensor::{gpu_context, host_opt, operands, via_host};
+use crate::tensor::{gpu_context, operands};
 
 /// Zero padding on each side of the spatial dims.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -173,6 +175,38 @@ fn check_conv(
     })
 }
 
+/// [`Tensor::conv2d`] of GPU operands: one implicit-GEMM kernel (`shaders/conv2d.wgsl`) for
+/// every kernel size, stride and padding.
+pub(crate) fn conv2d_gpu(
+    ctx: &GpuContext,
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    p: Conv2dParams,
+) -> Result<Tensor> {
+    let d = check_conv(x, weight, bias, p)?;
+    linalg::conv2d(
+        ctx,
+        &linalg::Conv {
+            x,
+            weight,
+            bias,
+            n: d.n,
+            c: d.c,
+            h: d.h,
+            w: d.w,
+            o: d.o,
+            kh: d.kh,
+            kw: d.kw,
+            ho: d.ho,
+            wo: d.wo,
+            stride: p.stride,
+            pad_top: p.padding.top,
+            pad_left: p.padding.left,
+        },
+    )
+}
+
 impl Tensor {
     /// 2-D cross-correlation of `[N, C, H, W]` with `weight` `[O, C, kh, kw]` (+ `bias` `[O]`),
     /// as `nn.Conv2d` (groups = 1, dilation = 1).
@@ -188,9 +222,7 @@ impl Tensor {
         p: Conv2dParams,
     ) -> Result<Tensor> {
         if let Some(ctx) = gpu_context("conv2d", &operands(&[Some(self), Some(weight), bias]))? {
-            return via_host(&ctx, &[self, weight], |h| {
-                h[0].conv2d(&h[1], host_opt(bias)?.as_ref(), p)
-            });
+            return conv2d_gpu(&ctx, self, weight, bias, p);
         }
         let d = check_conv(self, weight, bias, p)?;
         if (d.kh, d.kw) == (3, 3) && p.stride == (1, 1) && winograd_pays(d.c, d.o, d.n, d.ho, d.wo)
@@ -209,9 +241,7 @@ impl Tensor {
         p: Conv2dParams,
     ) -> Result<Tensor> {
         if let Some(ctx) = gpu_context("conv2d", &operands(&[Some(self), Some(weight), bias]))? {
-            return via_host(&ctx, &[self, weight], |h| {
-                h[0].conv2d_im2col(&h[1], host_opt(bias)?.as_ref(), p)
-            });
+            return conv2d_gpu(&ctx, self, weight, bias, p);
         }
         let ConvDims {
             n,

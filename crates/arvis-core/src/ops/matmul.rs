@@ -4,9 +4,11 @@ use rayon::prelude::*;
 
 use super::broadcast::broadcast_shapes;
 use super::gemm::{MatRef, sgemm};
+use super::unary::Activation;
 use crate::error::{Error, Result};
+use crate::gpu::ops::linalg::{self, Gemm, batch_strides};
 use crate::tensor::{Tensor, numel};
-use crate::tensor::{gpu_context, host_opt, operands, via_host};
+use crate::tensor::{gpu_context, operands};
 
 /// Up to this many rows, [`Tensor::linear`] multiplies in the transposed orientation.
 const SKINNY_ROWS: usize = 96;
@@ -21,38 +23,47 @@ impl Tensor {
     /// Batched matrix product with optional transposes of the last two dims of either operand:
     /// `op(a) · op(b)` where `op(x) = xᵀ` when its flag is set. No transposed copy is made.
     pub fn matmul_t(&self, rhs: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
-        if let Some(ctx) = gpu_context("matmul", &[self, rhs])? {
-            return via_host(&ctx, &[self, rhs], |h| {
-                h[0].matmul_t(&h[1], trans_a, trans_b)
-            });
-        }
-        const OP: &str = "matmul";
+        let ctx = gpu_context("matmul", &[self, rhs])?;
         let (sa, sb) = (self.shape(), rhs.shape());
-        if sa.len() < 2 {
-            return Err(Error::shape(OP, "lhs of rank >= 2", sa));
-        }
-        if sb.len() < 2 {
-            return Err(Error::shape(OP, "rhs of rank >= 2", sb));
-        }
+        let MatmulDims {
+            m,
+            n,
+            k,
+            batch_shape,
+            out_shape,
+        } = matmul_dims(sa, sb, trans_a, trans_b)?;
         let (ra, ca) = (sa[sa.len() - 2], sa[sa.len() - 1]);
         let (rb, cb) = (sb[sb.len() - 2], sb[sb.len() - 1]);
-        let (m, k) = if trans_a { (ca, ra) } else { (ra, ca) };
-        let (kb, n) = if trans_b { (cb, rb) } else { (rb, cb) };
-        if k != kb {
-            return Err(Error::shape(
-                OP,
-                format!("rhs with inner dim {k} (lhs is {sa:?})"),
-                sb,
-            ));
-        }
         let (ba, bb) = (&sa[..sa.len() - 2], &sb[..sb.len() - 2]);
-        let batch_shape = broadcast_shapes(ba, bb).ok_or_else(|| Error::Broadcast {
-            op: OP,
-            lhs: sa.to_vec(),
-            rhs: sb.to_vec(),
-        })?;
-        let mut out_shape = batch_shape.clone();
-        out_shape.extend([m, n]);
+        if let Some(ctx) = ctx {
+            // Shared rhs and plain lhs: fold the batch into m (one tall product), as below.
+            let fold = numel(bb) == 1 && !trans_a && numel(ba) == numel(&batch_shape);
+            let (rows, batch, a_strides, b_strides) = if fold {
+                (numel(&batch_shape) * m, Vec::new(), Vec::new(), Vec::new())
+            } else {
+                (
+                    m,
+                    batch_shape.clone(),
+                    batch_strides(ba, &batch_shape, ra * ca),
+                    batch_strides(bb, &batch_shape, rb * cb),
+                )
+            };
+            let g = Gemm {
+                a: self,
+                b: rhs,
+                bias: None,
+                m: rows,
+                n,
+                k,
+                trans_a,
+                trans_b,
+                a_strides: &a_strides,
+                b_strides: &b_strides,
+                batch: &batch,
+                act: Activation::None,
+            };
+            return linalg::matmul(&ctx, "matmul", &g, &out_shape);
+        }
         let batch = numel(&batch_shape);
         let (a, b) = (self.data(), rhs.data());
         let mut out = vec![0.0f32; numel(&out_shape)];
@@ -93,12 +104,29 @@ impl Tensor {
     /// Linear layer `x · Wᵀ + b`: `x` is `[.., in]`, `weight` is `[out, in]` (PyTorch layout),
     /// `bias` is `[out]`; the result is `[.., out]`. All leading dims form one GEMM.
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-        if let Some(ctx) = gpu_context("linear", &operands(&[Some(self), Some(weight), bias]))? {
-            return via_host(&ctx, &[self, weight], |h| {
-                h[0].linear(&h[1], host_opt(bias)?.as_ref())
-            });
-        }
+        self.linear_impl(weight, bias, Activation::None)
+    }
+
+    /// `act(x · Wᵀ + b)`: [`Tensor::linear`] followed by an activation. On the GPU the
+    /// activation runs in the product's epilogue (one kernel, no intermediate tensor); on the
+    /// CPU it is the activation's tensor op applied to the linear's output.
+    pub fn linear_act(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        act: Activation,
+    ) -> Result<Tensor> {
+        self.linear_impl(weight, bias, act)
+    }
+
+    fn linear_impl(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        act: Activation,
+    ) -> Result<Tensor> {
         const OP: &str = "linear";
+        let ctx = gpu_context(OP, &operands(&[Some(self), Some(weight), bias]))?;
         let sx = self.shape();
         let sw = weight.shape();
         let Some(&d_in) = sx.last() else {
@@ -113,6 +141,38 @@ impl Tensor {
         {
             return Err(Error::shape(OP, format!("bias [{d_out}]"), b.shape()));
         }
+        if let Some(ctx) = ctx {
+            let mut out_shape = sx.to_vec();
+            *out_shape.last_mut().expect("rank >= 1") = d_out;
+            let g = Gemm {
+                a: self,
+                b: weight,
+                bias,
+                m: numel(&sx[..sx.len() - 1]),
+                n: d_out,
+                k: d_in,
+                trans_a: false,
+                trans_b: true,
+                batch: &[],
+                a_strides: &[],
+                b_strides: &[],
+                act,
+            };
+            return linalg::matmul(&ctx, OP, &g, &out_shape);
+        }
+        let out = self.linear_cpu(weight, bias, d_in, d_out)?;
+        act.apply(&out)
+    }
+
+    /// The CPU linear of checked operands.
+    fn linear_cpu(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        d_in: usize,
+        d_out: usize,
+    ) -> Result<Tensor> {
+        let sx = self.shape();
         let rows = numel(&sx[..sx.len() - 1]);
         let mut out_shape = sx.to_vec();
         *out_shape.last_mut().expect("rank >= 1") = d_out;
@@ -169,6 +229,51 @@ impl Tensor {
         }
         Tensor::from_vec(out, &out_shape)
     }
+}
+
+/// Checked dimensions of `op(a) · op(b)`.
+struct MatmulDims {
+    m: usize,
+    n: usize,
+    k: usize,
+    batch_shape: Vec<usize>,
+    out_shape: Vec<usize>,
+}
+
+fn matmul_dims(sa: &[usize], sb: &[usize], trans_a: bool, trans_b: bool) -> Result<MatmulDims> {
+    const OP: &str = "matmul";
+    if sa.len() < 2 {
+        return Err(Error::shape(OP, "lhs of rank >= 2", sa));
+    }
+    if sb.len() < 2 {
+        return Err(Error::shape(OP, "rhs of rank >= 2", sb));
+    }
+    let (ra, ca) = (sa[sa.len() - 2], sa[sa.len() - 1]);
+    let (rb, cb) = (sb[sb.len() - 2], sb[sb.len() - 1]);
+    let (m, k) = if trans_a { (ca, ra) } else { (ra, ca) };
+    let (kb, n) = if trans_b { (cb, rb) } else { (rb, cb) };
+    if k != kb {
+        return Err(Error::shape(
+            OP,
+            format!("rhs with inner dim {k} (lhs is {sa:?})"),
+            sb,
+        ));
+    }
+    let (ba, bb) = (&sa[..sa.len() - 2], &sb[..sb.len() - 2]);
+    let batch_shape = broadcast_shapes(ba, bb).ok_or_else(|| Error::Broadcast {
+        op: OP,
+        lhs: sa.to_vec(),
+        rhs: sb.to_vec(),
+    })?;
+    let mut out_shape = batch_shape.clone();
+    out_shape.extend([m, n]);
+    Ok(MatmulDims {
+        m,
+        n,
+        k,
+        batch_shape,
+        out_shape,
+    })
 }
 
 /// For each flat index of `out_batch`, the element offset of the matching matrix in an operand

@@ -22,5 +22,5 @@ pub use conv::{Conv2dParams, Padding2d};
 pub use lanes::exp_f32;
 pub use packed::PackedMatrix;
 pub use shape::axis_index;
-pub use unary::{gelu_erf, gelu_tanh, sigmoid, silu};
+pub use unary::{Activation, gelu_erf, gelu_tanh, sigmoid, silu};
 pub use winograd::Conv3x3Winograd;

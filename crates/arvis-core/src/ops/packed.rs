@@ -15,9 +15,11 @@
 
 use rayon::prelude::*;
 
+use super::unary::Activation;
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
-use crate::tensor::{gpu_context, via_host};
+use crate::gpu::ops::linalg::{self, Gemm};
+use crate::tensor::{Device, Tensor};
+use crate::tensor::{gpu_context, operands};
 
 /// Columns per panel (two AVX-512 vectors).
 pub const NR: usize = 32;
@@ -26,13 +28,32 @@ const MR: usize = 12;
 
 /// A `[k, n]` matrix packed for repeated products [`Tensor::matmul_packed`], with an optional
 /// bias `[n]` added to every output row.
+///
+/// Packed from GPU tensors it stays on the GPU ([`PackedMatrix::device`]): the matrix is kept
+/// as given (`[k, n]`, or the `[out, in]` linear weight read transposed by the kernel, no copy)
+/// with its bias, and products run `shaders/matmul.wgsl` with the bias fused. The input of a
+/// product must be on the matrix's device ([`Error::Device`] otherwise).
 #[derive(Clone, Debug)]
 pub struct PackedMatrix {
     k: usize,
     n: usize,
-    /// `ceil(n / NR)` panels, each `k × NR` row-major.
-    panels: Vec<f32>,
-    bias: Option<Vec<f32>>,
+    data: Packed,
+}
+
+/// The packed data on its device.
+#[derive(Clone, Debug)]
+enum Packed {
+    Cpu {
+        /// `ceil(n / NR)` panels, each `k × NR` row-major.
+        panels: Vec<f32>,
+        bias: Option<Vec<f32>>,
+    },
+    Gpu {
+        /// `[k, n]`, or `[n, k]` when `transposed` (a linear weight).
+        matrix: Tensor,
+        transposed: bool,
+        bias: Option<Tensor>,
+    },
 }
 
 impl PackedMatrix {
@@ -42,13 +63,7 @@ impl PackedMatrix {
         let &[k, n] = b.shape() else {
             return Err(Error::shape(OP, "[k, n]", b.shape()));
         };
-        if b.as_gpu().is_some() || bias.is_some_and(|t| t.as_gpu().is_some()) {
-            // Stop-gap until the GPU GEMM lands: pack on the host; products with a GPU `x` take
-            // the counted host round trip of `matmul_packed`.
-            let bias = bias.map(Tensor::to_cpu).transpose()?;
-            return Self::from_kn(&b.to_cpu()?, bias.as_ref());
-        }
-        Self::pack(OP, b.data(), k, n, false, bias)
+        Self::pack(OP, b, k, n, false, bias)
     }
 
     /// Packs the transpose of a PyTorch linear weight `w` `[out, in]`, so that
@@ -58,31 +73,39 @@ impl PackedMatrix {
         let &[n, k] = w.shape() else {
             return Err(Error::shape(OP, "[out, in]", w.shape()));
         };
-        if w.as_gpu().is_some() || bias.is_some_and(|t| t.as_gpu().is_some()) {
-            let bias = bias.map(Tensor::to_cpu).transpose()?;
-            return Self::from_linear(&w.to_cpu()?, bias.as_ref());
-        }
-        Self::pack(OP, w.data(), k, n, true, bias)
+        Self::pack(OP, w, k, n, true, bias)
     }
 
     fn pack(
         op: &'static str,
-        src: &[f32],
+        matrix: &Tensor,
         k: usize,
         n: usize,
         transposed: bool,
         bias: Option<&Tensor>,
     ) -> Result<Self> {
+        let gpu = gpu_context(op, &operands(&[Some(matrix), bias]))?.is_some();
         if k == 0 || n == 0 {
             return Err(Error::shape(op, "a non-empty matrix", &[k, n]));
         }
-        let bias = match bias {
-            Some(b) if b.shape() != [n] => {
-                return Err(Error::shape(op, format!("bias [{n}]"), b.shape()));
-            }
-            Some(b) => Some(b.data().to_vec()),
-            None => None,
-        };
+        if let Some(b) = bias
+            && b.shape() != [n]
+        {
+            return Err(Error::shape(op, format!("bias [{n}]"), b.shape()));
+        }
+        if gpu {
+            return Ok(PackedMatrix {
+                k,
+                n,
+                data: Packed::Gpu {
+                    matrix: matrix.clone(),
+                    transposed,
+                    bias: bias.cloned(),
+                },
+            });
+        }
+        let src = matrix.data();
+        let bias = bias.map(|b| b.data().to_vec());
         let np = n.div_ceil(NR);
         let mut panels = vec![0.0f32; np * k * NR];
         panels
@@ -105,7 +128,11 @@ impl PackedMatrix {
                     }
                 }
             });
-        Ok(PackedMatrix { k, n, panels, bias })
+        Ok(PackedMatrix {
+            k,
+            n,
+            data: Packed::Cpu { panels, bias },
+        })
     }
 
     /// Inner dimension (rows of `B`).
@@ -120,11 +147,26 @@ impl PackedMatrix {
 
     /// Whether a bias is added.
     pub fn has_bias(&self) -> bool {
-        self.bias.is_some()
+        match &self.data {
+            Packed::Cpu { bias, .. } => bias.is_some(),
+            Packed::Gpu { bias, .. } => bias.is_some(),
+        }
     }
 
-    fn panel(&self, p: usize) -> &[f32] {
-        &self.panels[p * self.k * NR..(p + 1) * self.k * NR]
+    /// The device holding the packed matrix (products take inputs on this device).
+    pub fn device(&self) -> Device {
+        match &self.data {
+            Packed::Cpu { .. } => Device::Cpu,
+            Packed::Gpu { .. } => Device::Gpu,
+        }
+    }
+
+    /// The CPU panels and bias (`None` on the GPU).
+    fn cpu_parts(&self) -> Option<(&[f32], Option<&[f32]>)> {
+        match &self.data {
+            Packed::Cpu { panels, bias } => Some((panels, bias.as_deref())),
+            Packed::Gpu { .. } => None,
+        }
     }
 }
 
@@ -132,10 +174,25 @@ impl Tensor {
     /// `self · B + bias` over the last dim: `[.., k] → [.., n]` with `b` packed by
     /// [`PackedMatrix`]. Same sums as [`Tensor::matmul`] up to f32 rounding order.
     pub fn matmul_packed(&self, b: &PackedMatrix) -> Result<Tensor> {
-        if let Some(ctx) = gpu_context("matmul_packed", &[self])? {
-            return via_host(&ctx, &[self], |h| h[0].matmul_packed(b));
-        }
+        self.matmul_packed_act(b, Activation::None)
+    }
+
+    /// `act(self · B + bias)`: [`Tensor::matmul_packed`] followed by an activation, fused into
+    /// the product's epilogue on the GPU (the activation's tensor op on the CPU).
+    pub fn matmul_packed_act(&self, b: &PackedMatrix, act: Activation) -> Result<Tensor> {
         const OP: &str = "matmul_packed";
+        let ctx = gpu_context(OP, &[self])?;
+        if ctx.is_some() != (b.device() == Device::Gpu) {
+            return Err(Error::Device {
+                op: OP,
+                msg: format!(
+                    "input on the {} and packed matrix on the {}: pack the matrix from tensors \
+                     on the input's device",
+                    self.device().name(),
+                    b.device().name()
+                ),
+            });
+        }
         let s = self.shape();
         if s.last() != Some(&b.k) {
             return Err(Error::shape(OP, format!("[.., {}]", b.k), s));
@@ -143,6 +200,33 @@ impl Tensor {
         let m = s[..s.len() - 1].iter().product::<usize>();
         let mut out_shape = s.to_vec();
         *out_shape.last_mut().unwrap_or(&mut 0) = b.n;
+        if let (
+            Some(_),
+            Packed::Gpu {
+                matrix,
+                transposed,
+                bias,
+            },
+        ) = (ctx, &b.data)
+        {
+            // Same device, and the same context as the matrix.
+            let ctx = gpu_context(OP, &[self, matrix])?.expect("both on the GPU");
+            let g = Gemm {
+                a: self,
+                b: matrix,
+                bias: bias.as_ref(),
+                m,
+                n: b.n,
+                k: b.k,
+                trans_a: false,
+                trans_b: *transposed,
+                batch: &[],
+                a_strides: &[],
+                b_strides: &[],
+                act,
+            };
+            return linalg::matmul(&ctx, OP, &g, &out_shape);
+        }
         let len = m * b.n;
         let mut out: Vec<f32> = Vec::with_capacity(len);
         if m > 0 {
@@ -154,7 +238,7 @@ impl Tensor {
         }
         // SAFETY: all `len` elements were written above (none when m = 0).
         unsafe { out.set_len(len) };
-        Tensor::from_vec(out, &out_shape)
+        act.apply(&Tensor::from_vec(out, &out_shape)?)
     }
 }
 
@@ -192,6 +276,9 @@ impl OutPtr {
 /// `out` must be valid for `m · n` writes of `f32` and not aliased during the call.
 unsafe fn packed_product(x: &[f32], m: usize, b: &PackedMatrix, out: *mut f32, avx512: bool) {
     let (k, n) = (b.k, b.n);
+    let (panels, bias_all) = b
+        .cpu_parts()
+        .expect("internal: CPU product of a GPU matrix");
     assert!(x.len() >= m * k);
     let np = n.div_ceil(NR);
     let strips = m.div_ceil(MR);
@@ -211,9 +298,9 @@ unsafe fn packed_product(x: &[f32], m: usize, b: &PackedMatrix, out: *mut f32, a
     // One task per panel: a panel (k·NR floats, ≤ 512 KB for k = 4096) stays in L2 while
     // every strip of x passes over it.
     (0..np).into_par_iter().for_each(|p| {
-        let panel = b.panel(p);
+        let panel = &panels[p * k * NR..(p + 1) * k * NR];
         let (c0, width) = (p * NR, NR.min(n - p * NR));
-        let bias = b.bias.as_deref().map(|bv| &bv[c0..c0 + width]);
+        let bias = bias_all.map(|bv| &bv[c0..c0 + width]);
         for s in 0..strips {
             let rows = MR.min(m - s * MR);
             let strip = &a[s * k * MR..(s + 1) * k * MR];

@@ -4,8 +4,9 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::gpu::ops::resize::{ResizeMode, resize};
+use crate::tensor::gpu_context;
 use crate::tensor::{Tensor, numel};
-use crate::tensor::{gpu_context, via_host};
 
 /// Keys' cubic convolution constant used by PyTorch.
 const CUBIC_A: f32 = -0.75;
@@ -94,14 +95,15 @@ impl Tensor {
     /// Nearest-neighbour upsampling of the last two dims by an integer `factor`
     /// (`F.interpolate(scale_factor=factor, mode='nearest')`).
     pub fn upsample_nearest(&self, factor: usize) -> Result<Tensor> {
-        if let Some(ctx) = gpu_context("upsample_nearest", &[self])? {
-            return via_host(&ctx, &[self], |h| h[0].upsample_nearest(factor));
-        }
+        let ctx = gpu_context("upsample_nearest", &[self])?;
         let (planes, h, w) = spatial("upsample_nearest", self)?;
         if factor == 0 {
             return Err(Error::arg("upsample_nearest", "factor must be >= 1"));
         }
         let (oh, ow) = (h * factor, w * factor);
+        if let Some(ctx) = ctx {
+            return resize(&ctx, self, ResizeMode::Nearest, oh, ow, factor);
+        }
         let x = self.data();
         let mut out = vec![0.0f32; planes * oh * ow];
         if !out.is_empty() {
@@ -125,12 +127,13 @@ impl Tensor {
     /// `F.interpolate(x, size=(oh, ow), mode='bicubic', align_corners=False)` (Keys A = −0.75,
     /// clamped taps, no antialias). Works for both up- and downsampling.
     pub fn resize_bicubic(&self, oh: usize, ow: usize) -> Result<Tensor> {
-        if let Some(ctx) = gpu_context("resize_bicubic", &[self])? {
-            return via_host(&ctx, &[self], |h| h[0].resize_bicubic(oh, ow));
-        }
+        let ctx = gpu_context("resize_bicubic", &[self])?;
         let (_, h, w) = spatial("resize_bicubic", self)?;
         if h == 0 || w == 0 || oh == 0 || ow == 0 {
             return Err(Error::arg("resize_bicubic", "sizes must be non-zero"));
+        }
+        if let Some(ctx) = ctx {
+            return resize(&ctx, self, ResizeMode::Bicubic, oh, ow, 0);
         }
         let tx = cubic_taps(w, ow);
         let ty = cubic_taps(h, oh);
@@ -157,12 +160,13 @@ impl Tensor {
     /// Area resize of the last two dims to `(oh, ow)`: PyTorch `mode='area'`, i.e.
     /// `adaptive_avg_pool2d`, whose windows overlap when the size does not divide (16 → 13).
     pub fn resize_area(&self, oh: usize, ow: usize) -> Result<Tensor> {
-        if let Some(ctx) = gpu_context("resize_area", &[self])? {
-            return via_host(&ctx, &[self], |h| h[0].resize_area(oh, ow));
-        }
+        let ctx = gpu_context("resize_area", &[self])?;
         let (_, h, w) = spatial("resize_area", self)?;
         if h == 0 || w == 0 || oh == 0 || ow == 0 {
             return Err(Error::arg("resize_area", "sizes must be non-zero"));
+        }
+        if let Some(ctx) = ctx {
+            return resize(&ctx, self, ResizeMode::Area, oh, ow, 0);
         }
         let wx = area_windows(w, ow);
         let wy = area_windows(h, oh);

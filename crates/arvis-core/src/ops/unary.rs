@@ -43,6 +43,45 @@ pub fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + exp_f32(-x))
 }
 
+/// An activation fused into a product's epilogue ([`Tensor::linear_act`],
+/// [`Tensor::matmul_packed_act`]): on the GPU it is applied in the matmul kernel before the
+/// store, on the CPU after the product by the matching tensor op.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Activation {
+    /// The identity.
+    #[default]
+    None,
+    /// [`gelu_tanh`] (PyTorch `GELU(approximate='tanh')`).
+    GeluTanh,
+    /// [`silu`].
+    Silu,
+    /// [`gelu_erf`] (PyTorch's default GELU).
+    GeluErf,
+}
+
+impl Activation {
+    /// The activation applied to every element of `x` (on `x`'s device).
+    pub fn apply(self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Activation::None => Ok(x.clone()),
+            Activation::GeluTanh => x.gelu_tanh(),
+            Activation::Silu => x.silu(),
+            Activation::GeluErf => x.gelu_erf(),
+        }
+    }
+
+    /// The `ACT` override of `shaders/matmul.wgsl`.
+    pub(crate) fn shader_code(self) -> u32 {
+        match self {
+            Activation::None => 0,
+            Activation::GeluTanh => 1,
+            Activation::Silu => 2,
+            Activation::GeluErf => 3,
+        }
+    }
+}
+
 /// Which activation a slice kernel applies.
 #[derive(Clone, Copy)]
 enum Act {

@@ -33,11 +33,11 @@
 use multiversion::multiversion;
 use rayon::prelude::*;
 
-use super::conv::Padding2d;
+use super::conv::{Conv2dParams, Padding2d, conv2d_gpu};
 use super::gemm::{MatRef, sgemm};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
-use crate::tensor::{gpu_context, host_opt, operands, via_host};
+use crate::tensor::{Device, gpu_context, operands};
 
 /// Positions of a transformed 6×6 tile.
 const XI: usize = 36;
@@ -87,14 +87,27 @@ const BLOCK_BYTES: usize = 8 << 20;
 /// [`Tensor::conv2d`] builds one per call when it takes the Winograd path; holding one avoids
 /// that per-call transform.
 ///
+/// Built from a GPU weight, it keeps that weight untransformed on the device and [`apply`] runs
+/// the direct convolution kernel of [`Tensor::conv2d`] (same result up to rounding); its input
+/// must then be on the GPU too, and a CPU-built one takes only CPU inputs ([`Error::Device`]).
+///
 /// [`apply`]: Conv3x3Winograd::apply
 #[derive(Clone)]
 pub struct Conv3x3Winograd {
     cin: usize,
     cout: usize,
+    form: Form,
+}
+
+/// Where the weight lives and in which form.
+#[derive(Clone)]
+enum Form {
     /// `U` as `[Cout][36][Cin]`: `U[ξ]` is the `Cout × Cin` matrix at offset `ξ·Cin` with row
     /// stride `36·Cin`.
-    u: Vec<f32>,
+    Cpu(Vec<f32>),
+    /// The original `[Cout, Cin, 3, 3]` weight on the GPU, for the direct convolution kernel
+    /// (`shaders/conv2d.wgsl`); no transform.
+    Gpu(Tensor),
 }
 
 impl std::fmt::Debug for Conv3x3Winograd {
@@ -103,6 +116,7 @@ impl std::fmt::Debug for Conv3x3Winograd {
         f.debug_struct("Conv3x3Winograd")
             .field("in_channels", &self.cin)
             .field("out_channels", &self.cout)
+            .field("device", &self.device())
             .finish_non_exhaustive()
     }
 }
@@ -115,6 +129,13 @@ impl Conv3x3Winograd {
             return Err(Error::shape("conv3x3_winograd", "weight [O, C, 3, 3]", ws));
         }
         let (cout, cin) = (ws[0], ws[1]);
+        if weight.device() == Device::Gpu {
+            return Ok(Conv3x3Winograd {
+                cin,
+                cout,
+                form: Form::Gpu(weight.clone()),
+            });
+        }
         let wd = weight.data();
         let mut u = vec![0.0f32; cout * XI * cin];
         if cin > 0 && cout > 0 {
@@ -129,7 +150,11 @@ impl Conv3x3Winograd {
                     }
                 });
         }
-        Ok(Conv3x3Winograd { cin, cout, u })
+        Ok(Conv3x3Winograd {
+            cin,
+            cout,
+            form: Form::Cpu(u),
+        })
     }
 
     /// Input channels.
@@ -142,14 +167,42 @@ impl Conv3x3Winograd {
         self.cout
     }
 
+    /// The device holding the weight (the device [`apply`](Conv3x3Winograd::apply) runs on).
+    pub fn device(&self) -> Device {
+        match &self.form {
+            Form::Cpu(_) => Device::Cpu,
+            Form::Gpu(_) => Device::Gpu,
+        }
+    }
+
     /// `nn.Conv2d(kernel_size=3, stride=1, padding=…)` of `x` `[N, Cin, H, W]` (+ `bias`
     /// `[Cout]`), the same result as [`Tensor::conv2d`] with the original weight.
     pub fn apply(&self, x: &Tensor, bias: Option<&Tensor>, pad: Padding2d) -> Result<Tensor> {
-        if let Some(ctx) = gpu_context("conv2d", &operands(&[Some(x), bias]))? {
-            return via_host(&ctx, &[x], |h| {
-                self.apply(&h[0], host_opt(bias)?.as_ref(), pad)
-            });
+        let gpu_weight = match &self.form {
+            Form::Gpu(w) => Some(w),
+            Form::Cpu(_) => None,
+        };
+        if let Some(ctx) = gpu_context("conv2d", &operands(&[Some(x), gpu_weight, bias]))? {
+            let Some(w) = gpu_weight else {
+                return Err(Error::Device {
+                    op: "conv3x3_winograd",
+                    msg: "a GPU input with a weight transformed on the CPU: build the \
+                          Conv3x3Winograd from a GPU weight"
+                        .into(),
+                });
+            };
+            let p = Conv2dParams {
+                stride: (1, 1),
+                padding: pad,
+            };
+            return conv2d_gpu(&ctx, x, w, bias, p);
         }
+        let Form::Cpu(u) = &self.form else {
+            return Err(Error::Device {
+                op: "conv3x3_winograd",
+                msg: "a CPU input with a weight on the GPU: move the input with `to_device`".into(),
+            });
+        };
         const OP: &str = "conv3x3_winograd";
         let s = x.shape();
         if s.len() != 4 || s[1] != self.cin {
@@ -193,12 +246,12 @@ impl Conv3x3Winograd {
                 top: pad.top,
                 left: pad.left,
             };
-            self.run(x.data(), bias.map(Tensor::data), &g, n, &mut out);
+            self.run(u, x.data(), bias.map(Tensor::data), &g, n, &mut out);
         }
         Tensor::from_vec(out, &[n, self.cout, ho, wo])
     }
 
-    fn run(&self, x: &[f32], bias: Option<&[f32]>, g: &Geom, n: usize, out: &mut [f32]) {
+    fn run(&self, u: &[f32], x: &[f32], bias: Option<&[f32]>, g: &Geom, n: usize, out: &mut [f32]) {
         let (cin, cout) = (self.cin, self.cout);
         let row_bytes = XI * (cin + cout) * g.tw * std::mem::size_of::<f32>();
         let rows_per_block = (BLOCK_BYTES / row_bytes).clamp(1, g.th);
@@ -223,7 +276,7 @@ impl Conv3x3Winograd {
                         |scratch, (vc, xc)| input_channel(vc, xc, g, ty0, ty1, scratch),
                     );
                 // M[ξ] (Cout × T) = U[ξ] (Cout × Cin) · V[ξ] (Cin × T).
-                let (u, v) = (&self.u[..], &*v);
+                let v = &*v;
                 m.par_chunks_mut(cout * t).enumerate().for_each(|(xi, mx)| {
                     let lhs = MatRef {
                         data: u,

@@ -3,6 +3,8 @@
 //! `ops/broadcast.rs`). Tensor ops call these when their operands are on the GPU.
 
 pub(crate) mod elementwise;
+pub(crate) mod linalg;
+pub(crate) mod resize;
 
 use super::GpuBuffer;
 use crate::tensor::Tensor;

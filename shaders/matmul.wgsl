@@ -1,0 +1,174 @@
+// Batched matrix product with a fused epilogue: out[z] = act(op(A[z]) · op(B[z]) + bias), where
+// op(X) = Xᵀ when its TRANS_* flag is set (read in place, no transposed copy) and bias is one
+// value per output column. Shared-memory tiles of BM × BK (A) and BK × BN (B) per workgroup,
+// a TM × TN register tile per thread (BM = WG_Y·TM, BN = WG_X·TN), f32 accumulation, bounds
+// checks on every edge (any M, N, K). Workgroup z is the batch index; each operand's matrix
+// offset follows its broadcast batch strides (0 along broadcast dims).
+// Launcher: arvis-core/src/gpu/ops/linalg.rs (`matmul`); CPU reference: Tensor::{matmul_t,
+// linear, linear_act, matmul_packed}; test: crates/arvis-core/tests/device_linalg.rs.
+
+// Operand layouts: A is [M, K] row-major, or [K, M] when TRANS_A; B is [K, N], or [N, K].
+override TRANS_A: bool = false;
+override TRANS_B: bool = false;
+// Add bias[col] before the activation.
+override HAS_BIAS: bool = false;
+// Activation: 0 none, 1 gelu_tanh, 2 silu, 3 gelu_erf.
+override ACT: u32 = 0u;
+// Threads per workgroup (x: columns, y: rows) and outputs per thread (TM, TN ≤ MAX_T).
+override WG_X: u32 = 16u;
+override WG_Y: u32 = 16u;
+override TM: u32 = 4u;
+override TN: u32 = 4u;
+// Depth of one shared-memory step.
+override BK: u32 = 16u;
+
+const MAX_T: u32 = 4u;
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+// The bias (a placeholder binding when HAS_BIAS is false).
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    // Rank of the output's batch shape (≤ 8).
+    batch_rank: u32,
+    // Output batch dims, innermost last, and each operand's element stride per batch index
+    // (0 where it broadcasts), packed 4 per vec4.
+    dims: array<vec4<u32>, 2>,
+    a_strides: array<vec4<u32>, 2>,
+    b_strides: array<vec4<u32>, 2>,
+}
+@group(0) @binding(4) var<uniform> params: Params;
+
+// [BK][BM] and [BK][BN], k-major so the inner loop reads rows of both.
+var<workgroup> a_tile: array<f32, BK * WG_Y * TM>;
+var<workgroup> b_tile: array<f32, BK * WG_X * TN>;
+
+// erfc with fractional error < 1.2e-7 (as in unary.wgsl).
+fn erfc_pos(z: f32) -> f32 {
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let p = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418
+        + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587
+        + t * (-0.82215223 + t * 0.17087277))))))));
+    return t * exp(p);
+}
+
+fn activate(v: f32) -> f32 {
+    switch ACT {
+        case 1u: {
+            let u = 0.7978846 * (v + 0.044715 * v * v * v);
+            return v / (1.0 + exp(-2.0 * u));
+        }
+        case 2u: { return v / (1.0 + exp(-v)); }
+        case 3u: {
+            let z = abs(v) * 0.70710678;
+            if v >= 0.0 { return v * (1.0 - 0.5 * erfc_pos(z)); }
+            return 0.5 * v * erfc_pos(z);
+        }
+        default: { return v; }
+    }
+}
+
+@compute @workgroup_size(WG_X, WG_Y)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let bm = WG_Y * TM;
+    let bn = WG_X * TN;
+    let m = params.m;
+    let n = params.n;
+    let k = params.k;
+    let m0 = wid.y * bm;
+    let n0 = wid.x * bn;
+
+    // Matrix offsets of this batch index in A and B.
+    var rest = wid.z;
+    var oa = 0u;
+    var ob = 0u;
+    for (var d = 0u; d < params.batch_rank; d++) {
+        let q = params.batch_rank - 1u - d;
+        let size = params.dims[q / 4u][q % 4u];
+        let c = rest % size;
+        rest = rest / size;
+        oa += c * params.a_strides[q / 4u][q % 4u];
+        ob += c * params.b_strides[q / 4u][q % 4u];
+    }
+
+    let tid = lid.y * WG_X + lid.x;
+    let threads = WG_X * WG_Y;
+    var acc: array<f32, 16>;
+    var ar: array<f32, 4>;
+    var br: array<f32, 4>;
+
+    for (var k0 = 0u; k0 < k; k0 += BK) {
+        // Stage the A tile; consecutive threads read consecutive addresses of either layout.
+        for (var i = tid; i < BK * bm; i += threads) {
+            var r: u32;
+            var kk: u32;
+            if TRANS_A {
+                r = i % bm;
+                kk = i / bm;
+            } else {
+                kk = i % BK;
+                r = i / BK;
+            }
+            let gm = m0 + r;
+            let gk = k0 + kk;
+            var v = 0.0;
+            if gm < m && gk < k {
+                v = a[oa + select(gm * k + gk, gk * m + gm, TRANS_A)];
+            }
+            a_tile[kk * bm + r] = v;
+        }
+        for (var i = tid; i < BK * bn; i += threads) {
+            var c: u32;
+            var kk: u32;
+            if TRANS_B {
+                kk = i % BK;
+                c = i / BK;
+            } else {
+                c = i % bn;
+                kk = i / bn;
+            }
+            let gn = n0 + c;
+            let gk = k0 + kk;
+            var v = 0.0;
+            if gn < n && gk < k {
+                v = b[ob + select(gk * n + gn, gn * k + gk, TRANS_B)];
+            }
+            b_tile[kk * bn + c] = v;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            for (var i = 0u; i < TM; i++) {
+                ar[i] = a_tile[kk * bm + lid.y + i * WG_Y];
+            }
+            for (var j = 0u; j < TN; j++) {
+                br[j] = b_tile[kk * bn + lid.x + j * WG_X];
+            }
+            for (var i = 0u; i < TM; i++) {
+                for (var j = 0u; j < TN; j++) {
+                    acc[i * MAX_T + j] = fma(ar[i], br[j], acc[i * MAX_T + j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+
+    let oc = wid.z * m * n;
+    for (var i = 0u; i < TM; i++) {
+        let row = m0 + lid.y + i * WG_Y;
+        for (var j = 0u; j < TN; j++) {
+            let col = n0 + lid.x + j * WG_X;
+            if row < m && col < n {
+                var v = acc[i * MAX_T + j];
+                if HAS_BIAS {
+                    v += bias[col];
+                }
+                out[oc + row * n + col] = activate(v);
+            }
+        }
+    }
+}
