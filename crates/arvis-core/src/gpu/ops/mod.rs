@@ -3,6 +3,7 @@
 //! `ops/broadcast.rs`). Tensor ops call these when their operands are on the GPU.
 
 pub(crate) mod elementwise;
+pub(crate) mod layout;
 pub(crate) mod reduce;
 
 use super::GpuBuffer;
