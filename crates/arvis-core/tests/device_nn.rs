@@ -443,6 +443,66 @@ fn modulate_case(device: Device) -> TestResult {
     Ok(())
 }
 
+fn topk_case(device: Device) -> TestResult {
+    let nan = f32::NAN;
+    let cases: [(&[usize], &[usize]); 6] = [
+        (&[1], &[1]),
+        (&[3, 7], &[1, 3, 7]),
+        (&[2, 257], &[5, 256, 257]),
+        (&[2, 1, 1031], &[1, 100, 1031]),
+        (&[1, 16384], &[10]),
+        // Longer than the device sort: the host path.
+        (&[1, 16385], &[3]),
+    ];
+    for (i, (shape, ks)) in cases.into_iter().enumerate() {
+        let n = *shape.last().unwrap_or(&1);
+        // Few distinct values (ties), a NaN or two, and ±inf.
+        let mut v = randn(shape, 1100 + i as u64)
+            .scale(3.0)?
+            .map(f32::round)?
+            .to_vec();
+        if n > 4 {
+            v[n / 2] = nan;
+            v[n - 1] = f32::INFINITY;
+            v[1] = f32::NEG_INFINITY;
+            let last = v.len() - 2;
+            v[last] = nan;
+        }
+        let x = Tensor::from_vec(v.clone(), shape)?;
+        let xd = x.to_device(device)?;
+        for &k in ks {
+            let (vals, ids) = xd.topk(k)?;
+            let mut so = shape.to_vec();
+            *so.last_mut().unwrap_or(&mut 0) = k;
+            assert_eq!(vals.shape(), so.as_slice());
+            assert_eq!(vals.device(), device);
+            let got = vals.try_to_vec()?;
+            for r in 0..v.len() / n {
+                let (wv, wi) = naive_topk(&v[r * n..(r + 1) * n], k);
+                assert_eq!(
+                    &ids[r * k..(r + 1) * k],
+                    wi.as_slice(),
+                    "topk {shape:?} k {k} row {r}"
+                );
+                let gv = &got[r * k..(r + 1) * k];
+                let same = gv
+                    .iter()
+                    .zip(&wv)
+                    .all(|(a, b)| a == b || (a.is_nan() && b.is_nan()));
+                assert!(same, "topk values {shape:?} k {k} row {r}");
+            }
+        }
+    }
+    let x = randn(&[4, 9], 0).to_device(device)?;
+    let (vals, ids) = x.topk(0)?;
+    assert_eq!(vals.shape(), &[4, 0]);
+    assert!(ids.is_empty());
+    assert!(matches!(x.topk(10), Err(Error::Arg { .. })));
+    let e = Tensor::zeros(&[0, 5]).to_device(device)?;
+    assert_eq!(e.topk(2)?.0.shape(), &[0, 2]);
+    Ok(())
+}
+
 device_tests! {
     softmax_and_log_softmax_on_every_dim: softmax_case;
     layer_and_rms_norm_with_and_without_affine: layer_and_rms_norm_case;
@@ -454,6 +514,7 @@ device_tests! {
     embedding_gathers_and_rejects_bad_ids: embedding_case;
     argmax_ties_nan_and_long_rows: argmax_case;
     modulate_broadcasts_like_add: modulate_case;
+    topk_ties_nan_and_long_rows: topk_case;
 }
 
 /// The ops above run as WGSL kernels: no host round trip on a private context (the shared
@@ -479,6 +540,7 @@ fn nn_ops_need_no_host_round_trip() -> TestResult {
     let _ = Tensor::concat(&[&x, &x], 2)?.narrow(2, 1, 3)?.chunk(2, 0)?;
     let _ = p.reshape(&[40, 3])?.embedding(&[1, 39, 1])?;
     let _ = x.argmax(1)?;
+    let _ = x.topk(3)?;
     let m = x.narrow(1, 0, 1)?;
     let _ = x.modulate(&m, &m)?.try_to_vec()?;
     assert_eq!(ctx.host_fallbacks(), before);

@@ -322,10 +322,7 @@ impl Tensor {
     /// The `k` largest values along the last dim, sorted descending (ties: lower index first),
     /// with their indices: `([.., k], indices row-major)`.
     pub fn topk(&self, k: usize) -> Result<(Tensor, Vec<u32>)> {
-        if let Some(ctx) = gpu_context("topk", &[self])? {
-            let (values, idx) = self.to_cpu()?.topk(k)?;
-            return Ok((values.to_gpu(&ctx)?, idx));
-        }
+        let ctx = gpu_context("topk", &[self])?;
         let s = self.shape();
         let Some(&n) = s.last() else {
             return Err(Error::shape("topk", "rank >= 1", s));
@@ -337,6 +334,23 @@ impl Tensor {
             ));
         }
         let rows = numel(&s[..s.len() - 1]);
+        if let Some(ctx) = ctx {
+            let mut out_shape = s.to_vec();
+            *out_shape.last_mut().expect("rank >= 1") = k;
+            if rows * k == 0 {
+                let values = GpuBuffer::uninit(&ctx, 0)?;
+                return Ok((Tensor::from_gpu(&ctx, values, &out_shape)?, Vec::new()));
+            }
+            if n <= reduce::TOPK_MAX_ROW
+                && let Some((values, ids)) = reduce::topk(&ctx, self, rows, n, k)?
+            {
+                return Ok((Tensor::from_gpu(&ctx, values, &out_shape)?, ids));
+            }
+            // Rows too long for the device sort: a counted host round trip.
+            ctx.count_host_fallback();
+            let (values, ids) = self.to_cpu()?.topk(k)?;
+            return Ok((values.to_gpu(&ctx)?, ids));
+        }
         let x = self.data();
         let per_row: Vec<(Vec<f32>, Vec<u32>)> = (0..rows)
             .into_par_iter()

@@ -434,3 +434,23 @@ pub fn naive_argmax(r: &[f64]) -> usize {
     }
     (0..r.len()).fold(0, |b, i| if r[i] > r[b] { i } else { b })
 }
+
+/// The `k` largest of a row with their indices, by a full sort in the order NaN first, then
+/// descending value, then ascending index.
+pub fn naive_topk(r: &[f32], k: usize) -> (Vec<f32>, Vec<u32>) {
+    let mut idx: Vec<usize> = (0..r.len()).collect();
+    idx.sort_by(|&a, &b| {
+        let (x, y) = (r[a], r[b]);
+        match (x.is_nan(), y.is_nan()) {
+            (true, false) => std::cmp::Ordering::Less,
+            (false, true) => std::cmp::Ordering::Greater,
+            (true, true) => a.cmp(&b),
+            _ => y.partial_cmp(&x).expect("no NaN").then(a.cmp(&b)),
+        }
+    });
+    idx.truncate(k);
+    (
+        idx.iter().map(|&i| r[i]).collect(),
+        idx.iter().map(|&i| i as u32).collect(),
+    )
+}

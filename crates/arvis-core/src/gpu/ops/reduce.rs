@@ -140,3 +140,45 @@ pub(crate) fn argmax(
     // The shader wrote u32 indices into the f32-typed buffer: reinterpret the bits.
     Ok(out.download(ctx)?.into_iter().map(f32::to_bits).collect())
 }
+
+const TOPK: Kernel = kernel!("topk.wgsl");
+/// Longest row [`topk`] sorts on the device.
+pub(crate) const TOPK_MAX_ROW: usize = 16384;
+
+/// The `k` (`1 ≤ k ≤ n`) largest of every length-`n` row of `x` (`n ≤` [`TOPK_MAX_ROW`]),
+/// sorted as the CPU's top-k: values `[rows, k]` on the device, indices downloaded. `None`
+/// when the sort's scratch buffer (`rows · n` rounded up to a power of two) exceeds the
+/// storage-binding limit.
+pub(crate) fn topk(
+    ctx: &GpuContext,
+    x: &Tensor,
+    rows: usize,
+    n: usize,
+    k: usize,
+) -> Result<Option<(GpuBuffer, Vec<u32>)>> {
+    debug_assert!(n <= TOPK_MAX_ROW && (1..=n).contains(&k));
+    let np = n.next_power_of_two();
+    if (rows * np) as u64 * 4 > ctx.info().max_storage_binding {
+        return Ok(None);
+    }
+    let order = GpuBuffer::uninit(ctx, rows * np)?;
+    let values = GpuBuffer::uninit(ctx, rows * k)?;
+    let indices = GpuBuffer::uninit(ctx, rows * k)?;
+    let (groups, gx) = row_grid(ctx, rows)?;
+    let params: [u32; 5] = [rows as u32, n as u32, k as u32, gx, np as u32];
+    ctx.launch(&Dispatch {
+        kernel: &TOPK,
+        constants: &[],
+        buffers: &[buf(x), &order, &values, &indices],
+        params: bytemuck::cast_slice(&params),
+        groups,
+        label: "topk",
+    })?;
+    // The shader wrote u32 indices into the f32-typed buffer: reinterpret the bits.
+    let ids = indices
+        .download(ctx)?
+        .into_iter()
+        .map(f32::to_bits)
+        .collect();
+    Ok(Some((values, ids)))
+}
