@@ -9,6 +9,7 @@ mod conv;
 pub(crate) mod gemm;
 pub(crate) mod lanes;
 mod matmul;
+mod modulate;
 mod norm;
 mod packed;
 mod resize;

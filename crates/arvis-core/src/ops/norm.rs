@@ -6,8 +6,9 @@ use super::lanes;
 use multiversion::multiversion;
 
 use crate::error::{Error, Result};
+use crate::gpu::ops::reduce::{self, NormLayout, NormOp};
 use crate::tensor::{Tensor, numel, outer_n_inner};
-use crate::tensor::{gpu_context, host_opt, operands, via_host};
+use crate::tensor::{gpu_context, operands};
 
 fn check_param(op: &'static str, p: Option<&Tensor>, len: usize, what: &str) -> Result<()> {
     match p {
@@ -27,17 +28,26 @@ impl Tensor {
         bias: Option<&Tensor>,
         eps: f32,
     ) -> Result<Tensor> {
-        if let Some(ctx) = gpu_context("layer_norm", &operands(&[Some(self), weight, bias]))? {
-            return via_host(&ctx, &[self], |h| {
-                h[0].layer_norm(host_opt(weight)?.as_ref(), host_opt(bias)?.as_ref(), eps)
-            });
-        }
         const OP: &str = "layer_norm";
+        let ctx = gpu_context(OP, &operands(&[Some(self), weight, bias]))?;
         let Some(&c) = self.shape().last() else {
             return Err(Error::shape(OP, "rank >= 1", self.shape()));
         };
         check_param(OP, weight, c, "weight")?;
         check_param(OP, bias, c, "bias")?;
+        if let Some(ctx) = ctx {
+            let layout = NormLayout::rows(numel(&self.shape()[..self.rank() - 1]), c);
+            return gpu_norm(
+                &ctx,
+                OP,
+                NormOp::Standardize,
+                self,
+                weight,
+                bias,
+                layout,
+                eps,
+            );
+        }
         let (w, b) = (weight.map(Tensor::data), bias.map(Tensor::data));
         let x = self.data();
         let mut out = vec![0.0f32; x.len()];
@@ -51,16 +61,16 @@ impl Tensor {
 
     /// RMS norm over the last dim: `x / √(mean(x²) + eps) · w` (LlamaGen's `RMSNorm`).
     pub fn rms_norm(&self, weight: Option<&Tensor>, eps: f32) -> Result<Tensor> {
-        if let Some(ctx) = gpu_context("rms_norm", &operands(&[Some(self), weight]))? {
-            return via_host(&ctx, &[self], |h| {
-                h[0].rms_norm(host_opt(weight)?.as_ref(), eps)
-            });
-        }
         const OP: &str = "rms_norm";
+        let ctx = gpu_context(OP, &operands(&[Some(self), weight]))?;
         let Some(&c) = self.shape().last() else {
             return Err(Error::shape(OP, "rank >= 1", self.shape()));
         };
         check_param(OP, weight, c, "weight")?;
+        if let Some(ctx) = ctx {
+            let layout = NormLayout::rows(numel(&self.shape()[..self.rank() - 1]), c);
+            return gpu_norm(&ctx, OP, NormOp::Rms, self, weight, None, layout, eps);
+        }
         let w = weight.map(Tensor::data);
         let x = self.data();
         let mut out = vec![0.0f32; x.len()];
@@ -81,17 +91,8 @@ impl Tensor {
         bias: Option<&Tensor>,
         eps: f32,
     ) -> Result<Tensor> {
-        if let Some(ctx) = gpu_context("group_norm", &operands(&[Some(self), weight, bias]))? {
-            return via_host(&ctx, &[self], |h| {
-                h[0].group_norm(
-                    groups,
-                    host_opt(weight)?.as_ref(),
-                    host_opt(bias)?.as_ref(),
-                    eps,
-                )
-            });
-        }
         const OP: &str = "group_norm";
+        let ctx = gpu_context(OP, &operands(&[Some(self), weight, bias]))?;
         let s = self.shape();
         if s.len() < 2 {
             return Err(Error::shape(OP, "[N, C, *]", s));
@@ -105,10 +106,31 @@ impl Tensor {
         }
         check_param(OP, weight, c, "weight")?;
         check_param(OP, bias, c, "bias")?;
-        let (w, b) = (weight.map(Tensor::data), bias.map(Tensor::data));
         let spatial = numel(&s[2..]);
         let cpg = c / groups;
         let group_len = cpg * spatial;
+        if let Some(ctx) = ctx {
+            // One row per (sample, group): its channels' planes are contiguous.
+            let layout = NormLayout {
+                outer: s[0] * groups,
+                n: group_len,
+                inner: 1,
+                groups,
+                cpg,
+                spatial,
+            };
+            return gpu_norm(
+                &ctx,
+                OP,
+                NormOp::Standardize,
+                self,
+                weight,
+                bias,
+                layout,
+                eps,
+            );
+        }
+        let (w, b) = (weight.map(Tensor::data), bias.map(Tensor::data));
         let x = self.data();
         let mut out = vec![0.0f32; x.len()];
         if group_len > 0 {
@@ -127,11 +149,19 @@ impl Tensor {
 
     /// L2-normalises along `dim`: `x / max(‖x‖₂, eps)` (PyTorch `F.normalize`).
     pub fn l2_normalize(&self, dim: isize, eps: f32) -> Result<Tensor> {
-        if let Some(ctx) = gpu_context("l2_normalize", &[self])? {
-            return via_host(&ctx, &[self], |h| h[0].l2_normalize(dim, eps));
+        const OP: &str = "l2_normalize";
+        let ctx = gpu_context(OP, &[self])?;
+        let axis = self.axis(OP, dim)?;
+        let (outer, n, inner) = outer_n_inner(self.shape(), axis);
+        if let Some(ctx) = ctx {
+            let layout = NormLayout {
+                outer,
+                n,
+                inner,
+                ..NormLayout::rows(outer, n)
+            };
+            return gpu_norm(&ctx, OP, NormOp::L2, self, None, None, layout, eps);
         }
-        let axis = self.axis("l2_normalize", dim)?;
-        let (_, n, inner) = outer_n_inner(self.shape(), axis);
         let mut out = self.to_vec();
         if n > 0 && inner > 0 {
             out.par_chunks_mut(n * inner).for_each(|block| {
@@ -146,6 +176,24 @@ impl Tensor {
         }
         Tensor::from_vec(out, self.shape())
     }
+}
+
+/// A normalisation on the GPU (`norm.wgsl`); an empty tensor needs no launch.
+#[allow(clippy::too_many_arguments)]
+fn gpu_norm(
+    ctx: &crate::gpu::GpuContext,
+    op: &'static str,
+    kind: NormOp,
+    x: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    layout: NormLayout,
+    eps: f32,
+) -> Result<Tensor> {
+    if x.numel() == 0 {
+        return Ok(x.clone());
+    }
+    reduce::norm(ctx, op, kind, x, weight, bias, layout, eps)
 }
 
 /// One layer-norm row: `(x − mean)·inv·w + b`, with a loop per affine variant so each vectorises

@@ -6,6 +6,9 @@ use std::cmp::Ordering;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::gpu::GpuBuffer;
+use crate::gpu::ops::layout::{self, StridedCopy};
+use crate::gpu::ops::{buf, reduce};
 use crate::tensor::{Tensor, numel, outer_n_inner, resolve_axis};
 use crate::tensor::{gpu_context, via_host};
 
@@ -53,10 +56,8 @@ impl Tensor {
 
     /// Reorders dims: output dim `i` is input dim `perm[i]` (as `torch.permute`).
     pub fn permute(&self, perm: &[usize]) -> Result<Tensor> {
-        if let Some(ctx) = gpu_context("permute", &[self])? {
-            return via_host(&ctx, &[self], |h| h[0].permute(perm));
-        }
         const OP: &str = "permute";
+        let ctx = gpu_context(OP, &[self])?;
         let s = self.shape();
         let r = s.len();
         let mut seen = vec![false; r];
@@ -69,6 +70,13 @@ impl Tensor {
                 OP,
                 format!("{perm:?} is not a permutation of 0..{r}"),
             ));
+        }
+        if let Some(ctx) = ctx {
+            return match layout::permute(&ctx, self, perm)? {
+                Some(t) => Ok(t),
+                // More than 8 dims that cannot be merged: no kernel indexes that many.
+                None => via_host(&ctx, &[self], |h| h[0].permute(perm)),
+            };
         }
         let out_shape: Vec<usize> = perm.iter().map(|&p| s[p]).collect();
         let mut in_strides = vec![1usize; r];
@@ -112,12 +120,8 @@ impl Tensor {
 
     /// Concatenates tensors along `dim`; all other dims must agree.
     pub fn concat(tensors: &[&Tensor], dim: isize) -> Result<Tensor> {
-        if let Some(ctx) = gpu_context("concat", tensors)? {
-            return via_host(&ctx, tensors, |h| {
-                Tensor::concat(&h.iter().collect::<Vec<_>>(), dim)
-            });
-        }
         const OP: &str = "concat";
+        let ctx = gpu_context(OP, tensors)?;
         let Some(first) = tensors.first() else {
             return Err(Error::arg(OP, "no tensors to concatenate"));
         };
@@ -143,6 +147,29 @@ impl Tensor {
         let mut out_shape = base.to_vec();
         out_shape[axis] = total;
         let (outer, _, inner) = outer_n_inner(&out_shape, axis);
+        if let Some(ctx) = ctx {
+            // One strided copy per input into its slab of every outer row.
+            let out = GpuBuffer::uninit(&ctx, numel(&out_shape))?;
+            let mut before = 0;
+            for t in tensors {
+                let len = t.shape()[axis] * inner;
+                layout::strided_copy(
+                    &ctx,
+                    OP,
+                    buf(t),
+                    &out,
+                    &StridedCopy {
+                        dims: &[outer, len],
+                        src_strides: &[len, 1],
+                        src_off: 0,
+                        dst_strides: &[total * inner, 1],
+                        dst_off: before,
+                    },
+                )?;
+                before += len;
+            }
+            return Tensor::from_gpu(&ctx, out, &out_shape);
+        }
         let mut out = Vec::with_capacity(numel(&out_shape));
         for o in 0..outer {
             for t in tensors {
@@ -155,9 +182,7 @@ impl Tensor {
 
     /// The slice `start..start+len` along `dim`.
     pub fn narrow(&self, dim: isize, start: usize, len: usize) -> Result<Tensor> {
-        if let Some(ctx) = gpu_context("narrow", &[self])? {
-            return via_host(&ctx, &[self], |h| h[0].narrow(dim, start, len));
-        }
+        let ctx = gpu_context("narrow", &[self])?;
         let axis = self.axis("narrow", dim)?;
         let (outer, n, inner) = outer_n_inner(self.shape(), axis);
         if start.checked_add(len).is_none_or(|end| end > n) {
@@ -165,9 +190,32 @@ impl Tensor {
                 "narrow",
                 format!(
                     "range {start}..{} exceeds dim {axis} of size {n}",
-                    start + len
+                    start.saturating_add(len)
                 ),
             ));
+        }
+        let mut s = self.shape().to_vec();
+        s[axis] = len;
+        if let Some(ctx) = ctx {
+            if len == n {
+                // The whole dim: GPU buffers are never written after their op, so share it.
+                return Ok(self.clone());
+            }
+            let out = GpuBuffer::uninit(&ctx, outer * len * inner)?;
+            layout::strided_copy(
+                &ctx,
+                "narrow",
+                buf(self),
+                &out,
+                &StridedCopy {
+                    dims: &[outer, len * inner],
+                    src_strides: &[n * inner, 1],
+                    src_off: start * inner,
+                    dst_strides: &[len * inner, 1],
+                    dst_off: 0,
+                },
+            )?;
+            return Tensor::from_gpu(&ctx, out, &s);
         }
         let x = self.data();
         let mut out = Vec::with_capacity(outer * len * inner);
@@ -175,8 +223,6 @@ impl Tensor {
             let base = o * n * inner;
             out.extend_from_slice(&x[base + start * inner..base + (start + len) * inner]);
         }
-        let mut s = self.shape().to_vec();
-        s[axis] = len;
         Tensor::from_vec(out, &s)
     }
 
@@ -214,9 +260,7 @@ impl Tensor {
 
     /// Embedding lookup: rows of this `[V, D]` table for each id → `[ids.len(), D]`.
     pub fn embedding(&self, ids: &[u32]) -> Result<Tensor> {
-        if let Some(ctx) = gpu_context("embedding", &[self])? {
-            return via_host(&ctx, &[self], |h| h[0].embedding(ids));
-        }
+        let ctx = gpu_context("embedding", &[self])?;
         let s = self.shape();
         if s.len() != 2 {
             return Err(Error::shape("embedding", "table [V, D]", s));
@@ -227,6 +271,9 @@ impl Tensor {
                 "embedding",
                 format!("id {bad} out of range for {v} rows"),
             ));
+        }
+        if let Some(ctx) = ctx {
+            return layout::embedding(&ctx, self, ids, d);
         }
         let table = self.data();
         let mut out = vec![0.0f32; ids.len() * d];
@@ -243,13 +290,17 @@ impl Tensor {
     /// Index of the maximum along `dim` (first on ties, NaN counts as the maximum, as in
     /// PyTorch); the result is laid out row-major over the remaining dims.
     pub fn argmax(&self, dim: isize) -> Result<Vec<u32>> {
-        if self.as_gpu().is_some() {
-            return self.to_cpu()?.argmax(dim);
-        }
+        let ctx = gpu_context("argmax", &[self])?;
         let axis = self.axis("argmax", dim)?;
         let (outer, n, inner) = outer_n_inner(self.shape(), axis);
         if n == 0 {
             return Err(Error::arg("argmax", "argmax of an empty dimension"));
+        }
+        if let Some(ctx) = ctx {
+            if outer * inner == 0 {
+                return Ok(Vec::new());
+            }
+            return reduce::argmax(&ctx, self, (outer, n, inner));
         }
         let x = self.data();
         Ok((0..outer * inner)
@@ -271,10 +322,7 @@ impl Tensor {
     /// The `k` largest values along the last dim, sorted descending (ties: lower index first),
     /// with their indices: `([.., k], indices row-major)`.
     pub fn topk(&self, k: usize) -> Result<(Tensor, Vec<u32>)> {
-        if let Some(ctx) = gpu_context("topk", &[self])? {
-            let (values, idx) = self.to_cpu()?.topk(k)?;
-            return Ok((values.to_gpu(&ctx)?, idx));
-        }
+        let ctx = gpu_context("topk", &[self])?;
         let s = self.shape();
         let Some(&n) = s.last() else {
             return Err(Error::shape("topk", "rank >= 1", s));
@@ -286,6 +334,23 @@ impl Tensor {
             ));
         }
         let rows = numel(&s[..s.len() - 1]);
+        if let Some(ctx) = ctx {
+            let mut out_shape = s.to_vec();
+            *out_shape.last_mut().expect("rank >= 1") = k;
+            if rows * k == 0 {
+                let values = GpuBuffer::uninit(&ctx, 0)?;
+                return Ok((Tensor::from_gpu(&ctx, values, &out_shape)?, Vec::new()));
+            }
+            if n <= reduce::TOPK_MAX_ROW
+                && let Some((values, ids)) = reduce::topk(&ctx, self, rows, n, k)?
+            {
+                return Ok((Tensor::from_gpu(&ctx, values, &out_shape)?, ids));
+            }
+            // Rows too long for the device sort: a counted host round trip.
+            ctx.count_host_fallback();
+            let (values, ids) = self.to_cpu()?.topk(k)?;
+            return Ok((values.to_gpu(&ctx)?, ids));
+        }
         let x = self.data();
         let per_row: Vec<(Vec<f32>, Vec<u32>)> = (0..rows)
             .into_par_iter()

@@ -5,8 +5,9 @@ use rayon::prelude::*;
 
 use super::lanes;
 use crate::error::Result;
+use crate::gpu::ops::reduce;
+use crate::tensor::gpu_context;
 use crate::tensor::{Tensor, outer_n_inner};
-use crate::tensor::{gpu_context, via_host};
 
 /// Numerically stable softmax of one contiguous row, in place.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
@@ -41,11 +42,16 @@ pub(crate) fn log_softmax_row(row: &mut [f32]) {
     }
 }
 
-fn along(t: &Tensor, op: &'static str, dim: isize, f: fn(&mut [f32])) -> Result<Tensor> {
+/// `f` applied to every row along `dim`; on the GPU, `softmax.wgsl` (log-softmax when `log`).
+fn along(t: &Tensor, op: &'static str, dim: isize, f: fn(&mut [f32]), log: bool) -> Result<Tensor> {
+    let ctx = gpu_context(op, &[t])?;
     let axis = t.axis(op, dim)?;
-    let (_, n, inner) = outer_n_inner(t.shape(), axis);
+    let (outer, n, inner) = outer_n_inner(t.shape(), axis);
     if n == 0 || t.numel() == 0 {
         return Ok(t.clone());
+    }
+    if let Some(ctx) = ctx {
+        return reduce::softmax(&ctx, t, (outer, n, inner), log);
     }
     let x = t.data();
     let mut out = vec![0.0f32; x.len()];
@@ -80,17 +86,11 @@ impl Tensor {
     /// Softmax along `dim` (negative counts from the end). A row that is entirely `-inf`
     /// becomes NaN, as in PyTorch.
     pub fn softmax(&self, dim: isize) -> Result<Tensor> {
-        if let Some(ctx) = gpu_context("softmax", &[self])? {
-            return via_host(&ctx, &[self], |h| h[0].softmax(dim));
-        }
-        along(self, "softmax", dim, softmax_row)
+        along(self, "softmax", dim, softmax_row, false)
     }
 
     /// Log-softmax along `dim`, computed directly (not `ln(softmax)`) for accuracy.
     pub fn log_softmax(&self, dim: isize) -> Result<Tensor> {
-        if let Some(ctx) = gpu_context("log_softmax", &[self])? {
-            return via_host(&ctx, &[self], |h| h[0].log_softmax(dim));
-        }
-        along(self, "log_softmax", dim, log_softmax_row)
+        along(self, "log_softmax", dim, log_softmax_row, true)
     }
 }

@@ -296,3 +296,161 @@ macro_rules! device_tests {
 }
 #[allow(unused_imports)]
 pub(crate) use device_tests;
+
+/// Log-softmax of one row, `x − max − ln Σ exp(x − max)` (not `ln(softmax)`, which underflows
+/// to −inf for logits far below the maximum).
+pub fn naive_log_softmax(r: &[f64]) -> Vec<f64> {
+    let m = r.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let lse = m + r.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
+    r.iter().map(|v| v - lse).collect()
+}
+
+/// Softmax along `axis` with PyTorch's rule for a row whose maximum is −inf or NaN: all NaN.
+pub fn naive_softmax_masked(r: &[f64], log: bool) -> Vec<f64> {
+    let m = r.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    if m == f64::NEG_INFINITY || r.iter().any(|v| v.is_nan()) {
+        return vec![f64::NAN; r.len()];
+    }
+    if log {
+        naive_log_softmax(r)
+    } else {
+        naive_softmax(r)
+    }
+}
+
+/// Layer norm of one row: `(x − mean)/√(var + eps)·w + b` (biased variance).
+pub fn naive_layer_norm(r: &[f64], w: Option<&[f64]>, b: Option<&[f64]>, eps: f64) -> Vec<f64> {
+    let n = r.len() as f64;
+    let m = r.iter().sum::<f64>() / n;
+    let v = r.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n;
+    r.iter()
+        .enumerate()
+        .map(|(j, x)| {
+            (x - m) / (v + eps).sqrt() * w.map_or(1.0, |w| w[j]) + b.map_or(0.0, |b| b[j])
+        })
+        .collect()
+}
+
+/// RMS norm of one row: `x/√(mean(x²) + eps)·w`.
+pub fn naive_rms_norm(r: &[f64], w: Option<&[f64]>, eps: f64) -> Vec<f64> {
+    let ms = r.iter().map(|x| x * x).sum::<f64>() / r.len() as f64;
+    r.iter()
+        .enumerate()
+        .map(|(j, x)| x / (ms + eps).sqrt() * w.map_or(1.0, |w| w[j]))
+        .collect()
+}
+
+/// L2 normalisation of one row: `x / max(‖x‖₂, eps)`.
+pub fn naive_l2_normalize(r: &[f64], eps: f64) -> Vec<f64> {
+    let n = r.iter().map(|v| v * v).sum::<f64>().sqrt().max(eps);
+    r.iter().map(|v| v / n).collect()
+}
+
+/// Group norm of `[N, C, *]`: statistics per (sample, group of C/groups channels), then the
+/// per-channel affine.
+pub fn naive_group_norm(
+    x: &[f64],
+    shape: &[usize],
+    groups: usize,
+    w: Option<&[f64]>,
+    b: Option<&[f64]>,
+    eps: f64,
+) -> Vec<f64> {
+    let c = shape[1];
+    let spatial: usize = shape[2..].iter().product();
+    let cpg = c / groups;
+    let mut out = vec![0.0; x.len()];
+    for n in 0..shape[0] {
+        for g in 0..groups {
+            let start = (n * c + g * cpg) * spatial;
+            let seg = &x[start..start + cpg * spatial];
+            let y = naive_layer_norm(seg, None, None, eps);
+            for (j, v) in y.into_iter().enumerate() {
+                let ch = g * cpg + j / spatial;
+                out[start + j] = v * w.map_or(1.0, |w| w[ch]) + b.map_or(0.0, |b| b[ch]);
+            }
+        }
+    }
+    out
+}
+
+/// `x` permuted (output dim `i` is input dim `perm[i]`) by index arithmetic.
+pub fn naive_permute<T: Copy>(x: &[T], shape: &[usize], perm: &[usize]) -> (Vec<T>, Vec<usize>) {
+    let so: Vec<usize> = perm.iter().map(|&p| shape[p]).collect();
+    let st = strides(shape);
+    let out = (0..numel(&so))
+        .map(|flat| {
+            let idx = unravel(flat, &so);
+            x[(0..so.len()).map(|d| idx[d] * st[perm[d]]).sum::<usize>()]
+        })
+        .collect();
+    (out, so)
+}
+
+/// Concatenation along `axis` by index arithmetic.
+pub fn naive_concat<T: Copy>(parts: &[(&[T], &[usize])], axis: usize) -> (Vec<T>, Vec<usize>) {
+    let mut so = parts[0].1.to_vec();
+    so[axis] = parts.iter().map(|p| p.1[axis]).sum();
+    let out = (0..numel(&so))
+        .map(|flat| {
+            let mut idx = unravel(flat, &so);
+            let mut k = 0;
+            while idx[axis] >= parts[k].1[axis] {
+                idx[axis] -= parts[k].1[axis];
+                k += 1;
+            }
+            let st = strides(parts[k].1);
+            parts[k].0[idx.iter().zip(&st).map(|(i, s)| i * s).sum::<usize>()]
+        })
+        .collect();
+    (out, so)
+}
+
+/// The slice `start..start+len` along `axis` by index arithmetic.
+pub fn naive_narrow<T: Copy>(
+    x: &[T],
+    shape: &[usize],
+    axis: usize,
+    start: usize,
+    len: usize,
+) -> (Vec<T>, Vec<usize>) {
+    let mut so = shape.to_vec();
+    so[axis] = len;
+    let st = strides(shape);
+    let out = (0..numel(&so))
+        .map(|flat| {
+            let mut idx = unravel(flat, &so);
+            idx[axis] += start;
+            x[idx.iter().zip(&st).map(|(i, s)| i * s).sum::<usize>()]
+        })
+        .collect();
+    (out, so)
+}
+
+/// Index of the maximum of a row: NaN counts as the maximum, the first index wins ties.
+pub fn naive_argmax(r: &[f64]) -> usize {
+    if let Some(i) = r.iter().position(|v| v.is_nan()) {
+        return i;
+    }
+    (0..r.len()).fold(0, |b, i| if r[i] > r[b] { i } else { b })
+}
+
+/// The `k` largest of a row with their indices, by a full sort in the order NaN first, then
+/// descending value, then ascending index.
+pub fn naive_topk(r: &[f32], k: usize) -> (Vec<f32>, Vec<u32>) {
+    let mut idx: Vec<usize> = (0..r.len()).collect();
+    idx.sort_by(|&a, &b| {
+        let (x, y) = (r[a], r[b]);
+        match (x.is_nan(), y.is_nan()) {
+            (true, false) => std::cmp::Ordering::Less,
+            (false, true) => std::cmp::Ordering::Greater,
+            (true, true) => a.cmp(&b),
+            _ => y.partial_cmp(&x).expect("no NaN").then(a.cmp(&b)),
+        }
+    });
+    idx.truncate(k);
+    (
+        idx.iter().map(|&i| r[i]).collect(),
+        idx.iter().map(|&i| i as u32).collect(),
+    )
+}

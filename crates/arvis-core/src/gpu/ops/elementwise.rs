@@ -1,5 +1,6 @@
-//! Elementwise launchers: `unary.wgsl` (activations, clamp, affine) and `binary.wgsl` (the four
-//! arithmetic ops with numpy broadcasting).
+//! Elementwise launchers: `unary.wgsl` (activations, clamp, affine), `binary.wgsl` (the four
+//! arithmetic ops with numpy broadcasting) and `modulate.wgsl` (the fused AdaLN
+//! `x·(1 + scale) + shift`, broadcasting likewise).
 
 use super::{buf, kernel};
 use crate::error::{Error, Result};
@@ -8,6 +9,7 @@ use crate::tensor::{Tensor, numel};
 
 const UNARY: Kernel = kernel!("unary.wgsl");
 const BINARY: Kernel = kernel!("binary.wgsl");
+const MODULATE: Kernel = kernel!("modulate.wgsl");
 /// Highest rank `binary.wgsl` indexes.
 const MAX_RANK: usize = 8;
 
@@ -114,6 +116,44 @@ pub(crate) fn binary(
         params: bytemuck::cast_slice(&params),
         groups,
         label: op_name,
+    })?;
+    Tensor::from_gpu(ctx, out, out_shape)
+}
+
+/// `x·(1 + scale) + shift` with broadcasting to `out_shape` (already validated) on the GPU.
+pub(crate) fn modulate(
+    ctx: &GpuContext,
+    x: &Tensor,
+    scale: &Tensor,
+    shift: &Tensor,
+    out_shape: &[usize],
+) -> Result<Tensor> {
+    if out_shape.len() > MAX_RANK {
+        return Err(Error::Device {
+            op: "modulate",
+            msg: format!("the GPU kernel broadcasts up to rank {MAX_RANK}, got {out_shape:?}"),
+        });
+    }
+    let n = numel(out_shape);
+    let out = GpuBuffer::uninit(ctx, n)?;
+    let (groups, gx) = grid_1d(n, 256, ctx.info().max_workgroups_per_dim)?;
+    let same = u32::from([x, scale, shift].iter().all(|t| t.shape() == out_shape));
+    let mut dims = [1u32; MAX_RANK];
+    for (d, &v) in out_shape.iter().enumerate() {
+        dims[d] = v as u32;
+    }
+    let mut params: Vec<u32> = vec![n as u32, gx, out_shape.len() as u32, same];
+    params.extend_from_slice(&dims);
+    for t in [x, scale, shift] {
+        params.extend_from_slice(&broadcast_strides(t.shape(), out_shape));
+    }
+    ctx.launch(&Dispatch {
+        kernel: &MODULATE,
+        constants: &[],
+        buffers: &[buf(x), buf(scale), buf(shift), &out],
+        params: bytemuck::cast_slice(&params),
+        groups,
+        label: "modulate",
     })?;
     Tensor::from_gpu(ctx, out, out_shape)
 }

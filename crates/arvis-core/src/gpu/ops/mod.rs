@@ -5,6 +5,8 @@
 pub(crate) mod elementwise;
 pub(crate) mod linalg;
 pub(crate) mod resize;
+pub(crate) mod layout;
+pub(crate) mod reduce;
 
 use super::GpuBuffer;
 use crate::tensor::Tensor;
