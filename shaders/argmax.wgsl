@@ -6,7 +6,8 @@
 // Launcher: arvis-core/src/gpu/ops/reduce.rs (`argmax`); CPU reference: Tensor::argmax
 // (ops/shape.rs); test: crates/arvis-core/tests/device_nn.rs.
 
-const WG: u32 = 256u;
+// Threads per row (a power of two, 32..256): the launcher sizes it to the row.
+override WG: u32 = 256u;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<u32>;
@@ -40,7 +41,7 @@ fn better(av: f32, ai: u32, bv: f32, bi: u32) -> bool {
     return ai < bi;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,

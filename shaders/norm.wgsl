@@ -13,7 +13,8 @@ override OP: u32 = 0u;
 override HAS_W: bool = false;
 override HAS_B: bool = false;
 
-const WG: u32 = 256u;
+// Threads per row (a power of two, 32..256): the launcher sizes it to the row.
+override WG: u32 = 256u;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 // Without a weight/bias the launcher binds `x` here; the shader does not read it.
@@ -50,7 +51,7 @@ fn sum_all(lid: u32, v: f32) -> f32 {
     return r;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,

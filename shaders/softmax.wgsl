@@ -8,7 +8,8 @@
 // 0 softmax, 1 log_softmax.
 override OP: u32 = 0u;
 
-const WG: u32 = 256u;
+// Threads per row (a power of two, 32..256): the launcher sizes it to the row.
+override WG: u32 = 256u;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
@@ -56,7 +57,7 @@ fn exp_shifted(d: f32) -> f32 {
     return select(exp(d), 0.0, d < -87.3 || bitcast<u32>(d) == 0xff800000u);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,

@@ -8,7 +8,8 @@
 // Launcher: arvis-core/src/gpu/ops/reduce.rs (`topk`); CPU reference: Tensor::topk
 // (ops/shape.rs); test: crates/arvis-core/tests/device_nn.rs.
 
-const WG: u32 = 256u;
+// Threads per row (a power of two, 32..256): the launcher sizes it to the row.
+override WG: u32 = 256u;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read_write> order: array<u32>;
@@ -52,7 +53,7 @@ fn before(base: u32, a: u32, b: u32) -> bool {
     return a < b;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,

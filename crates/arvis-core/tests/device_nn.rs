@@ -1,6 +1,6 @@
 //! Normalisation, softmax, layout, index and modulation ops against naive f64 references
 //! (tests/common), one generic body per op family run on each device (`device_tests!`:
-//! `<name>::cpu` and `<name>::gpu`). Odd sizes straddle the GPU kernels' 256-wide workgroups;
+//! `<name>::cpu` and `<name>::gpu`). Odd sizes straddle the GPU row kernels' workgroups (32 to 256 wide);
 //! shapes stay tiny because CI runs the GPU half on lavapipe.
 
 mod common;
@@ -503,6 +503,18 @@ fn topk_case(device: Device) -> TestResult {
     Ok(())
 }
 
+/// More rows than one grid dimension holds (65535 workgroups): the row kernels fold the grid.
+fn many_rows_case(device: Device) -> TestResult {
+    let shape = [65537usize, 2];
+    let x = randn(&shape, 1200);
+    let (xs, xd) = (f64s(&x), x.to_device(device)?);
+    let want = along_axis(&xs, &shape, 1, naive_softmax);
+    check(device, "softmax of 65537 rows", &xd.softmax(-1)?, &want)?;
+    let want: Vec<u32> = xs.chunks(2).map(|r| naive_argmax(r) as u32).collect();
+    assert_eq!(xd.argmax(1)?, want);
+    Ok(())
+}
+
 device_tests! {
     softmax_and_log_softmax_on_every_dim: softmax_case;
     layer_and_rms_norm_with_and_without_affine: layer_and_rms_norm_case;
@@ -515,6 +527,7 @@ device_tests! {
     argmax_ties_nan_and_long_rows: argmax_case;
     modulate_broadcasts_like_add: modulate_case;
     topk_ties_nan_and_long_rows: topk_case;
+    row_kernels_past_65535_rows: many_rows_case;
 }
 
 /// The ops above run as WGSL kernels: no host round trip on a private context (the shared

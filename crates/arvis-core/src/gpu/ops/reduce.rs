@@ -1,6 +1,7 @@
 //! Row-reduction launchers: `softmax.wgsl` (softmax, log-softmax), `norm.wgsl` (layer, RMS,
-//! group and L2 norms) and `argmax.wgsl`. Each views its input as `(outer, n, inner)` and runs
-//! one workgroup per row of `n` values (the grid folds into 2-D past the per-dimension limit).
+//! group and L2 norms), `argmax.wgsl` and `topk.wgsl`. Each views its input as
+//! `(outer, n, inner)` and runs one workgroup per row of `n` values (the grid folds into 2-D
+//! past the per-dimension limit), of [`row_threads`] invocations.
 
 use super::{buf, kernel};
 use crate::error::Result;
@@ -10,6 +11,12 @@ use crate::tensor::Tensor;
 const SOFTMAX: Kernel = kernel!("softmax.wgsl");
 const NORM: Kernel = kernel!("norm.wgsl");
 const ARGMAX: Kernel = kernel!("argmax.wgsl");
+
+/// Invocations per row (the kernels' `WG` override): `n` rounded up to a power of two within
+/// 32..=256, so short rows do not leave most of a 256-wide workgroup idle.
+fn row_threads(n: usize) -> f64 {
+    n.next_power_of_two().clamp(32, 256) as f64
+}
 
 /// One workgroup per row: the grid and its groups along x.
 fn row_grid(ctx: &GpuContext, rows: usize) -> Result<([u32; 3], u32)> {
@@ -29,7 +36,7 @@ pub(crate) fn softmax(
     let params: [u32; 4] = [rows as u32, n as u32, inner as u32, gx];
     ctx.launch(&Dispatch {
         kernel: &SOFTMAX,
-        constants: &[("OP", f64::from(u32::from(log)))],
+        constants: &[("OP", f64::from(u32::from(log))), ("WG", row_threads(n))],
         buffers: &[buf(x), &out],
         params: bytemuck::cast_slice(&params),
         groups,
@@ -109,6 +116,7 @@ pub(crate) fn norm(
             ("OP", op as u32 as f64),
             ("HAS_W", f64::from(u8::from(weight.is_some()))),
             ("HAS_B", f64::from(u8::from(bias.is_some()))),
+            ("WG", row_threads(l.n)),
         ],
         buffers: &[buf(x), w, b, &out],
         params: bytemuck::cast_slice(&params),
@@ -131,7 +139,7 @@ pub(crate) fn argmax(
     let params: [u32; 4] = [rows as u32, n as u32, inner as u32, gx];
     ctx.launch(&Dispatch {
         kernel: &ARGMAX,
-        constants: &[],
+        constants: &[("WG", row_threads(n))],
         buffers: &[buf(x), &out],
         params: bytemuck::cast_slice(&params),
         groups,
@@ -168,7 +176,8 @@ pub(crate) fn topk(
     let params: [u32; 5] = [rows as u32, n as u32, k as u32, gx, np as u32];
     ctx.launch(&Dispatch {
         kernel: &TOPK,
-        constants: &[],
+        // Each step compares np / 2 pairs.
+        constants: &[("WG", row_threads(np / 2))],
         buffers: &[buf(x), &order, &values, &indices],
         params: bytemuck::cast_slice(&params),
         groups,
