@@ -40,7 +40,8 @@ const FLASH_ROWS: usize = 64;
 /// The automatic choice takes the decode kernel up to this many queries.
 pub const DECODE_MAX_QUERIES: usize = 16;
 
-/// Which GPU attention kernel [`sdpa_gpu`] runs.
+/// Which GPU attention kernel [`sdpa_with_kernel`](crate::sdpa_with_kernel) and
+/// [`KvCache::attend_with_kernel`](crate::KvCache::attend_with_kernel) run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum GpuKernel {
     /// `attention_decode.wgsl` for `Lq <= 16`, `attention_flash.wgsl` otherwise.

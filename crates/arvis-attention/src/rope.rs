@@ -42,7 +42,7 @@ impl RopeTable {
         base: f64,
         prefix: usize,
     ) -> Result<Self> {
-        if head_dim % 4 != 0 {
+        if !head_dim.is_multiple_of(4) {
             return Err(AttentionError::Rope(format!(
                 "2D RoPE needs a head dim that is a multiple of 4, got {head_dim}"
             )));

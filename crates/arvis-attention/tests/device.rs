@@ -96,11 +96,22 @@ fn large_scores(device: Device) -> TestResult {
     // Scores of tens of units: the running maximum grows across tiles and chunks.
     check_case(device, [1, 2, 20, 300, 32], 3.0, 7, &masks_for(300, 7))?;
     check_case(device, [1, 1, 3, 260, 64], 0.0, 8, &masks_for(260, 8))?;
-    // A new maximum in every tile: increasing scores along the keys.
-    let (lq, lk) = (4, 400);
-    let q = Tensor::full(&[1, 1, lq, 1], 1.0);
-    let k = Tensor::arange(lk).reshape(&[1, 1, lk, 1])?.scale(0.2)?;
-    let v = randn(&[1, 1, lk, 1], 9);
+    // A new maximum in every tile and every decode chunk: increasing scores along the keys
+    // (head dims 1 and 128: the decode kernel's second output column too).
+    for d in [1, 128] {
+        increasing_scores(device, d)?;
+    }
+    Ok(())
+}
+
+fn increasing_scores(device: Device, d: usize) -> TestResult {
+    let (lq, lk) = (4, 600);
+    let q = Tensor::full(&[1, 1, lq, d], 1.0);
+    let ramp: Vec<f32> = (0..lk * d)
+        .map(|i| (i / d) as f32 * 0.2 / d as f32)
+        .collect();
+    let k = Tensor::from_vec(ramp, &[1, 1, lk, d])?;
+    let v = randn(&[1, 1, lk, d], 9);
     for mask in [AttentionMask::None, AttentionMask::Causal] {
         let want = sdpa_reference(&q, &k, &v, &mask, 1.0)?.to_vec();
         for &kernel in kernels(device) {
@@ -239,7 +250,7 @@ fn kv_cache(device: Device) -> TestResult {
     }
     // Capacity overflow is an error and leaves the cache unchanged.
     let three = k.narrow(2, 0, 3)?.to_device(device)?;
-    let err = cache.append(&three, &three).unwrap_err();
+    let err = cache.append(&three, &three).expect_err("over capacity");
     assert!(matches!(err, AttentionError::CacheFull { .. }), "{err}");
     assert_eq!(cache.len(), total);
 
@@ -306,7 +317,7 @@ fn mixed_devices_are_an_error() -> TestResult {
     }
     let [q, k, v] = qkv(1, 1, 2, 3, 4, 1);
     let kg = k.to_device(Device::Gpu)?;
-    let err = sdpa(&q, &kg, &v, &AttentionMask::None, 1.0).unwrap_err();
+    let err = sdpa(&q, &kg, &v, &AttentionMask::None, 1.0).expect_err("mixed devices");
     assert!(matches!(err, AttentionError::Device { .. }), "{err}");
     // A cache keeps the device of its first append.
     let mut cache = KvCache::new(1, 1, 4, 8);

@@ -97,7 +97,7 @@ pub(crate) use device_tests;
 pub fn grid_of(n: usize) -> (usize, usize) {
     let h = (1..=n.max(1))
         .take_while(|h| h * h <= n)
-        .filter(|h| n % h == 0)
+        .filter(|h| n.is_multiple_of(*h))
         .last()
         .unwrap_or(1);
     (h, n / h.max(1))
