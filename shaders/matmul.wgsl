@@ -3,7 +3,8 @@
 // value per output column. Shared-memory tiles of BM × BK (A) and BK × BN (B) per workgroup,
 // a TM × TN register tile per thread (BM = WG_Y·TM, BN = WG_X·TN), f32 accumulation, bounds
 // checks on every edge (any M, N, K). Workgroup z is the batch index; each operand's matrix
-// offset follows its broadcast batch strides (0 along broadcast dims).
+// offset follows its broadcast batch strides (0 along broadcast dims); `z0` offsets it when a
+// batch exceeds the device's workgroups per dimension and the launcher splits it.
 // Launcher: arvis-core/src/gpu/ops/linalg.rs (`matmul`); CPU reference: Tensor::{matmul_t,
 // linear, linear_act, matmul_packed}; test: crates/arvis-core/tests/device_linalg.rs.
 
@@ -41,6 +42,8 @@ struct Params {
     dims: array<vec4<u32>, 2>,
     a_strides: array<vec4<u32>, 2>,
     b_strides: array<vec4<u32>, 2>,
+    // Batch index of workgroup z = 0 (batches over the device's z limit take several launches).
+    z0: u32,
 }
 @group(0) @binding(4) var<uniform> params: Params;
 
@@ -88,7 +91,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let n0 = wid.x * bn;
 
     // Matrix offsets of this batch index in A and B.
-    var rest = wid.z;
+    let z = params.z0 + wid.z;
+    var rest = z;
     var oa = 0u;
     var ob = 0u;
     for (var d = 0u; d < params.batch_rank; d++) {
@@ -161,7 +165,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         workgroupBarrier();
     }
 
-    let oc = wid.z * m * n;
+    let oc = z * m * n;
     for (var i = 0u; i < TM; i++) {
         let row = m0 + lid.y + i * WG_Y;
         for (var j = 0u; j < TN; j++) {
