@@ -42,14 +42,18 @@ struct Params {
 }
 @group(0) @binding(4) var<uniform> params: Params;
 
-// [BK][BM] weights and [BK][BN] gathered inputs, k-major.
-var<workgroup> a_tile: array<f32, BK * WG_Y * TM>;
-var<workgroup> b_tile: array<f32, BK * WG_X * TN>;
+// [BK][BM] weights and [BK][BN] gathered inputs (rows padded by one), k-major.
+var<workgroup> a_tile: array<f32, BK * (WG_Y * TM + 1u)>;
+var<workgroup> b_tile: array<f32, BK * (WG_X * TN + 1u)>;
 
 @compute @workgroup_size(WG_X, WG_Y)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let bm = WG_Y * TM;
     let bn = WG_X * TN;
+    // Row strides of the shared tiles, one past the width so that threads storing down a
+    // column of a tile hit different banks.
+    let sa = bm + 1u;
+    let sb = bn + 1u;
     let m = params.o;
     let n = params.ho * params.wo;
     let taps = params.kh * params.kw;
@@ -75,7 +79,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             if gm < m && gk < k {
                 v = weight[gm * k + gk];
             }
-            a_tile[kk * bm + r] = v;
+            a_tile[kk * sa + r] = v;
         }
         for (var i = tid; i < BK * bn; i += threads) {
             let c = i % bn;
@@ -98,15 +102,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
                     v = x[xo + ci * plane_in + iy * params.w + ix];
                 }
             }
-            b_tile[kk * bn + c] = v;
+            b_tile[kk * sb + c] = v;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
             for (var i = 0u; i < TM; i++) {
-                ar[i] = a_tile[kk * bm + lid.y + i * WG_Y];
+                ar[i] = a_tile[kk * sa + lid.y + i * WG_Y];
             }
             for (var j = 0u; j < TN; j++) {
-                br[j] = b_tile[kk * bn + lid.x + j * WG_X];
+                br[j] = b_tile[kk * sb + lid.x + j * WG_X];
             }
             for (var i = 0u; i < TM; i++) {
                 for (var j = 0u; j < TN; j++) {

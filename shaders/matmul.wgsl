@@ -3,7 +3,8 @@
 // value per output column. Shared-memory tiles of BM × BK (A) and BK × BN (B) per workgroup,
 // a TM × TN register tile per thread (BM = WG_Y·TM, BN = WG_X·TN), f32 accumulation, bounds
 // checks on every edge (any M, N, K). Workgroup z is the batch index; each operand's matrix
-// offset follows its broadcast batch strides (0 along broadcast dims).
+// offset follows its broadcast batch strides (0 along broadcast dims); `z0` offsets it when a
+// batch exceeds the device's workgroups per dimension and the launcher splits it.
 // Launcher: arvis-core/src/gpu/ops/linalg.rs (`matmul`); CPU reference: Tensor::{matmul_t,
 // linear, linear_act, matmul_packed}; test: crates/arvis-core/tests/device_linalg.rs.
 
@@ -41,12 +42,14 @@ struct Params {
     dims: array<vec4<u32>, 2>,
     a_strides: array<vec4<u32>, 2>,
     b_strides: array<vec4<u32>, 2>,
+    // Batch index of workgroup z = 0 (batches over the device's z limit take several launches).
+    z0: u32,
 }
 @group(0) @binding(4) var<uniform> params: Params;
 
-// [BK][BM] and [BK][BN], k-major so the inner loop reads rows of both.
-var<workgroup> a_tile: array<f32, BK * WG_Y * TM>;
-var<workgroup> b_tile: array<f32, BK * WG_X * TN>;
+// [BK][BM] and [BK][BN] (rows padded by one), k-major so the inner loop reads rows of both.
+var<workgroup> a_tile: array<f32, BK * (WG_Y * TM + 1u)>;
+var<workgroup> b_tile: array<f32, BK * (WG_X * TN + 1u)>;
 
 // erfc with fractional error < 1.2e-7 (as in unary.wgsl).
 fn erfc_pos(z: f32) -> f32 {
@@ -77,6 +80,10 @@ fn activate(v: f32) -> f32 {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let bm = WG_Y * TM;
     let bn = WG_X * TN;
+    // Row strides of the shared tiles, one past the width so that threads storing down a
+    // column of a tile hit different banks.
+    let sa = bm + 1u;
+    let sb = bn + 1u;
     let m = params.m;
     let n = params.n;
     let k = params.k;
@@ -84,7 +91,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let n0 = wid.x * bn;
 
     // Matrix offsets of this batch index in A and B.
-    var rest = wid.z;
+    let z = params.z0 + wid.z;
+    var rest = z;
     var oa = 0u;
     var ob = 0u;
     for (var d = 0u; d < params.batch_rank; d++) {
@@ -120,7 +128,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             if gm < m && gk < k {
                 v = a[oa + select(gm * k + gk, gk * m + gm, TRANS_A)];
             }
-            a_tile[kk * bm + r] = v;
+            a_tile[kk * sa + r] = v;
         }
         for (var i = tid; i < BK * bn; i += threads) {
             var c: u32;
@@ -138,15 +146,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             if gn < n && gk < k {
                 v = b[ob + select(gk * n + gn, gn * k + gk, TRANS_B)];
             }
-            b_tile[kk * bn + c] = v;
+            b_tile[kk * sb + c] = v;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
             for (var i = 0u; i < TM; i++) {
-                ar[i] = a_tile[kk * bm + lid.y + i * WG_Y];
+                ar[i] = a_tile[kk * sa + lid.y + i * WG_Y];
             }
             for (var j = 0u; j < TN; j++) {
-                br[j] = b_tile[kk * bn + lid.x + j * WG_X];
+                br[j] = b_tile[kk * sb + lid.x + j * WG_X];
             }
             for (var i = 0u; i < TM; i++) {
                 for (var j = 0u; j < TN; j++) {
@@ -157,7 +165,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         workgroupBarrier();
     }
 
-    let oc = wid.z * m * n;
+    let oc = z * m * n;
     for (var i = 0u; i < TM; i++) {
         let row = m0 + lid.y + i * WG_Y;
         for (var j = 0u; j < TN; j++) {

@@ -104,22 +104,13 @@ impl Tensor {
     /// Linear layer `x · Wᵀ + b`: `x` is `[.., in]`, `weight` is `[out, in]` (PyTorch layout),
     /// `bias` is `[out]`; the result is `[.., out]`. All leading dims form one GEMM.
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-        self.linear_impl(weight, bias, Activation::None)
+        self.linear_act(weight, bias, Activation::None)
     }
 
     /// `act(x · Wᵀ + b)`: [`Tensor::linear`] followed by an activation. On the GPU the
     /// activation runs in the product's epilogue (one kernel, no intermediate tensor); on the
     /// CPU it is the activation's tensor op applied to the linear's output.
     pub fn linear_act(
-        &self,
-        weight: &Tensor,
-        bias: Option<&Tensor>,
-        act: Activation,
-    ) -> Result<Tensor> {
-        self.linear_impl(weight, bias, act)
-    }
-
-    fn linear_impl(
         &self,
         weight: &Tensor,
         bias: Option<&Tensor>,

@@ -103,16 +103,19 @@ pub(crate) fn matmul(
     g: &Gemm<'_>,
     out_shape: &[usize],
 ) -> Result<Tensor> {
-    matmul_tiled(ctx, label, g, out_shape, Tile::for_rows(g.m))
+    let max_z = ctx.info().max_workgroups_per_dim;
+    matmul_tiled(ctx, label, g, out_shape, Tile::for_rows(g.m), max_z)
 }
 
-/// [`matmul`] with an explicit tile shape.
+/// [`matmul`] with an explicit tile shape, launched in chunks of at most `max_z` batch
+/// indices (one per workgroup z).
 fn matmul_tiled(
     ctx: &GpuContext,
     label: &'static str,
     g: &Gemm<'_>,
     out_shape: &[usize],
     tile: Tile,
+    max_z: u32,
 ) -> Result<Tensor> {
     if g.batch.len() > MAX_BATCH_RANK {
         return Err(Error::Device {
@@ -128,12 +131,11 @@ fn matmul_tiled(
     if total == 0 {
         return Tensor::from_gpu(ctx, out, out_shape);
     }
-    let batch = numel(g.batch);
-    let groups = [
+    let batch = u32_of(label, numel(g.batch))?;
+    let (gx, gy) = (
         u32_of(label, g.n.div_ceil(tile.cols()))?,
         u32_of(label, g.m.div_ceil(tile.rows()))?,
-        u32_of(label, batch)?,
-    ];
+    );
     let mut params = vec![
         u32_of(label, g.m)?,
         u32_of(label, g.n)?,
@@ -155,15 +157,24 @@ fn matmul_tiled(
         ("ACT", f64::from(g.act.shader_code())),
     ];
     constants.extend(tile.constants());
-    ctx.launch(&Dispatch {
-        kernel: &MATMUL,
-        constants: &constants,
-        // Without a bias, `a` fills its (unread) binding.
-        buffers: &[buf(g.a), buf(g.b), bias.unwrap_or(buf(g.a)), &out],
-        params: bytemuck::cast_slice(&params),
-        groups,
-        label,
-    })?;
+    // The first batch index of the launch (`z0`, padded to 16 bytes), set per chunk.
+    params.extend_from_slice(&[0; 4]);
+    let z0_at = params.len() - 4;
+    let mut z0 = 0u32;
+    while z0 < batch {
+        let nz = (batch - z0).min(max_z.max(1));
+        params[z0_at] = z0;
+        ctx.launch(&Dispatch {
+            kernel: &MATMUL,
+            constants: &constants,
+            // Without a bias, `a` fills its (unread) binding.
+            buffers: &[buf(g.a), buf(g.b), bias.unwrap_or(buf(g.a)), &out],
+            params: bytemuck::cast_slice(&params),
+            groups: [gx, gy, nz],
+            label,
+        })?;
+        z0 += nz;
+    }
     Tensor::from_gpu(ctx, out, out_shape)
 }
 
@@ -286,12 +297,16 @@ mod tests {
                 tn,
                 bk,
             };
-            let got = matmul_tiled(ctx, "matmul", &g, &[2, m, n], tile)?.try_to_vec()?;
-            for (i, (x, y)) in got.iter().zip(&want).enumerate() {
-                assert!(
-                    (x - y).abs() <= 1e-4 + 1e-3 * y.abs(),
-                    "{tile:?}: element {i}: {x} vs {y}"
-                );
+            // max_z 1: each batch index in its own launch (the path of batches over the
+            // device's workgroup limit).
+            for max_z in [1, 65535] {
+                let got = matmul_tiled(ctx, "matmul", &g, &[2, m, n], tile, max_z)?.try_to_vec()?;
+                for (i, (x, y)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (x - y).abs() <= 1e-4 + 1e-3 * y.abs(),
+                        "{tile:?} max_z {max_z}: element {i}: {x} vs {y}"
+                    );
+                }
             }
         }
         Ok(())
