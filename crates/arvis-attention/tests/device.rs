@@ -73,7 +73,7 @@ fn odd_sizes_d128(device: Device) -> TestResult {
         let seed = 30 + i as u64;
         check_case(
             device,
-            [1, 3, lq, lk, 128],
+            [2, 2, lq, lk, 128],
             0.088,
             seed,
             &all_masks(lk, seed),
@@ -218,6 +218,9 @@ fn kv_cache(device: Device) -> TestResult {
             AttentionMask::None,
             AttentionMask::Causal,
             AttentionMask::block_causal(&prefix_lens),
+            AttentionMask::Explicit(ExplicitMask::from_fn(start, |q, k| {
+                (q + k) % 3 != 0 || k == q
+            })),
         ] {
             let want = sdpa_reference(&qs, &kp, &vp, &mask, scale)?.to_vec();
             for &kernel in kernels(device) {
@@ -330,6 +333,12 @@ fn mixed_devices_are_an_error() -> TestResult {
         cache.attend(&q.narrow(2, 0, 1)?, &AttentionMask::None, 1.0),
         Err(AttentionError::Device { .. })
     ));
+    // Two GPU contexts (two devices on one adapter) do not mix either.
+    let other = arvis_core::gpu::GpuContext::new()?;
+    let (qg, vg) = (q.to_device(Device::Gpu)?, v.to_device(Device::Gpu)?);
+    let err =
+        sdpa(&qg, &k.to_gpu(&other)?, &vg, &AttentionMask::None, 1.0).expect_err("two contexts");
+    assert!(matches!(err, AttentionError::Device { .. }), "{err}");
     let mut cpu_cache = KvCache::new(1, 1, 4, 8);
     cpu_cache.append(&k, &v)?;
     assert!(matches!(
