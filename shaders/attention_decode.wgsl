@@ -16,6 +16,10 @@
 // sdpa_reference; test: crates/arvis-attention/tests/gpu.rs.
 
 // Head dim (1..=128).
+// Variants the launchers use (see arvis_core::gpu::variants; `cargo xtask codegen` writes the
+// concrete ones to shaders/generated/):
+// variants: D=64,128 MASK=0..6
+// variants: D=* MASK=0..6
 override D: u32 = 64u;
 // 0 none, 1 causal, 2 group ≤, 3 group < or self, 4 skip-causal, 5 axial, 6 explicit bits.
 override MASK: u32 = 0u;

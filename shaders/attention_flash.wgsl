@@ -14,6 +14,11 @@
 // fused CPU kernel) and sdpa_reference (f64); test: crates/arvis-attention/tests/gpu.rs.
 
 // Head dim (any value in 1..=128) and ⌈D/4⌉.
+// Variants the launchers use (see arvis_core::gpu::variants; `cargo xtask codegen` writes the
+// concrete ones to shaders/generated/):
+// variants: D=64 D4=16 BK=64 MASK=0..6
+// variants: D=128 D4=32 BK=32 MASK=0..6
+// variants: D=* D4=* BK=* MASK=0..6
 override D: u32 = 64u;
 override D4: u32 = 16u;
 // Keys per tile: BK · D4 ≤ 1024 (the 16 KiB tile) and BK ≤ 64.

@@ -2,7 +2,7 @@
 // `OP`): out[i] = a[ia] ∘ b[ib], where ia/ib follow each operand's broadcast strides (0 along
 // broadcast dims).
 // Launcher: arvis-core/src/gpu/ops/elementwise.rs (`binary`); CPU reference: Tensor::{add, sub,
-// mul, div}; test: crates/arvis-core/tests/gpu_ops.rs.
+// mul, div}; test: crates/arvis-core/tests/device_ops.rs.
 
 // 0 add, 1 sub, 2 mul, 3 div.
 // variants: OP=0..3

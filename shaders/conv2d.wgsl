@@ -9,6 +9,10 @@
 // conv2d_im2col}, Conv3x3Winograd::apply; test: crates/arvis-core/tests/device_linalg.rs.
 
 // Add bias[o].
+// Variants the launchers use (see arvis_core::gpu::variants; `cargo xtask codegen` writes the
+// concrete ones to shaders/generated/):
+// variants: HAS_BIAS=0,1 WG_X=16 WG_Y=16 TM=1,4 TN=4 BK=16
+// variants: HAS_BIAS=0,1 WG_X=* WG_Y=* TM=* TN=* BK=*
 override HAS_BIAS: bool = false;
 // Threads per workgroup (x: output pixels, y: output channels) and outputs per thread.
 override WG_X: u32 = 16u;

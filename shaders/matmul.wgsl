@@ -9,6 +9,11 @@
 // linear, linear_act, matmul_packed}; test: crates/arvis-core/tests/device_linalg.rs.
 
 // Operand layouts: A is [M, K] row-major, or [K, M] when TRANS_A; B is [K, N], or [N, K].
+// Variants the launchers use (see arvis_core::gpu::variants; `cargo xtask codegen` writes the
+// concrete ones to shaders/generated/):
+// variants: TRANS_A=0 TRANS_B=0,1 HAS_BIAS=0,1 ACT=0..3 WG_X=16 WG_Y=16 TM=1,4 TN=4 BK=16
+// variants: TRANS_A=1 TRANS_B=0,1 HAS_BIAS=0 ACT=0 WG_X=16 WG_Y=16 TM=1,4 TN=4 BK=16
+// variants: TRANS_A=0,1 TRANS_B=0,1 HAS_BIAS=0,1 ACT=0..3 WG_X=* WG_Y=* TM=* TN=* BK=*
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 // Add bias[col] before the activation.

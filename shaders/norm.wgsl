@@ -9,6 +9,9 @@
 // Launcher: arvis-core/src/gpu/ops/reduce.rs (`norm`); CPU reference: Tensor::{layer_norm,
 // rms_norm, group_norm, l2_normalize} (ops/norm.rs); test: crates/arvis-core/tests/device_nn.rs.
 
+// Variants the launchers use (see arvis_core::gpu::variants; `cargo xtask codegen` writes the
+// concrete ones to shaders/generated/):
+// variants: OP=0..2 HAS_W=0,1 HAS_B=0,1 WG=32,64,128,256
 override OP: u32 = 0u;
 override HAS_W: bool = false;
 override HAS_B: bool = false;

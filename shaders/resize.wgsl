@@ -9,6 +9,9 @@
 // Launcher: arvis-core/src/gpu/ops/resize.rs (`resize`); CPU reference: Tensor::{upsample_nearest,
 // resize_bicubic, resize_area} (ops/resize.rs); test: crates/arvis-core/tests/device_linalg.rs.
 
+// Variants the launchers use (see arvis_core::gpu::variants; `cargo xtask codegen` writes the
+// concrete ones to shaders/generated/):
+// variants: MODE=0..2
 override MODE: u32 = 0u;
 
 const CUBIC_A: f32 = -0.75;

@@ -6,6 +6,9 @@
 // log_softmax} (ops/softmax.rs); test: crates/arvis-core/tests/device_nn.rs.
 
 // 0 softmax, 1 log_softmax.
+// Variants the launchers use (see arvis_core::gpu::variants; `cargo xtask codegen` writes the
+// concrete ones to shaders/generated/):
+// variants: OP=0,1 WG=32,64,128,256
 override OP: u32 = 0u;
 
 // Threads per row (a power of two, 32..256): the launcher sizes it to the row.

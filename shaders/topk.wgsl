@@ -9,6 +9,9 @@
 // (ops/shape.rs); test: crates/arvis-core/tests/device_nn.rs.
 
 // Threads per row (a power of two, 32..256): the launcher sizes it to the row.
+// Variants the launchers use (see arvis_core::gpu::variants; `cargo xtask codegen` writes the
+// concrete ones to shaders/generated/):
+// variants: WG=32,64,128,256
 override WG: u32 = 256u;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;

@@ -1,6 +1,6 @@
 // Elementwise unary ops, one pipeline per op (override `OP`): out[i] = f(x[i]).
 // Launcher: arvis-core/src/gpu/ops/elementwise.rs (`unary`); CPU reference: Tensor::{silu,
-// gelu_tanh, gelu_erf, sigmoid, exp, tanh, clamp, affine}; test: crates/arvis-core/tests/gpu_ops.rs.
+// gelu_tanh, gelu_erf, sigmoid, exp, tanh, clamp, affine}; test: crates/arvis-core/tests/device_ops.rs.
 
 // 0 silu, 1 gelu_tanh, 2 gelu_erf, 3 sigmoid, 4 exp, 5 tanh, 6 clamp(a, b), 7 affine a·x + b.
 // variants: OP=0..7

@@ -239,6 +239,14 @@ impl Tensor {
         }
     }
 
+    /// A copy on the device (and GPU context) `other` lives on.
+    pub fn to_device_of(&self, other: &Tensor) -> Result<Tensor> {
+        match &other.storage {
+            Storage::Cpu(_) => self.to_cpu(),
+            Storage::Gpu(g) => self.to_gpu(&g.ctx),
+        }
+    }
+
     /// A copy on `ctx`'s device (a clone when it is already there).
     pub fn to_gpu(&self, ctx: &GpuContext) -> Result<Tensor> {
         match &self.storage {
@@ -411,11 +419,6 @@ pub(crate) fn gpu_context(op: &'static str, tensors: &[&Tensor]) -> Result<Optio
 /// The present tensors of a list with optional operands.
 pub(crate) fn operands<'a>(ts: &[Option<&'a Tensor>]) -> Vec<&'a Tensor> {
     ts.iter().flatten().copied().collect()
-}
-
-/// A host copy of an optional operand.
-pub(crate) fn host_opt(t: Option<&Tensor>) -> Result<Option<Tensor>> {
-    t.map(Tensor::to_cpu).transpose()
 }
 
 /// Runs a CPU op for GPU operands: downloads them, applies `f`, uploads the result to `ctx`.

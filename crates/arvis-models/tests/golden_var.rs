@@ -144,6 +144,11 @@ fn golden_case(file: &str, device: Device) -> TestResult {
         LOGITS_TOL,
     )?;
 
+    if device == Device::Gpu {
+        // Every op of the model, the tokenizer and the attention ran as a WGSL kernel.
+        let fallbacks = arvis_core::gpu::GpuContext::shared()?.host_fallbacks();
+        assert_eq!(fallbacks, 0, "{file}: ops that ran on the host");
+    }
     let line = |what: &str, e: Errs| {
         format!(
             "{what} max |Δ| {:.2e} (max |ref| {:.2}, ratio {:.1e})",

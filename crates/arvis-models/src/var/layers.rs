@@ -126,7 +126,10 @@ impl SelfAttention {
         let (scale_mul, scale) = if l2_norm {
             let s = scope.get("scale_mul_1H11", &[1, heads, 1, 1])?;
             let cap = max_scale_mul();
-            (Some(s.map(move |v| v.min(cap).exp())?), 1.0)
+            // `exp(min(s, log 100))` of 16 numbers, once at load: on the host with the same
+            // `f32::exp` on every device, then placed where `s` lives.
+            let m = s.to_cpu()?.map(move |v| v.min(cap).exp())?;
+            (Some(m.to_device_of(&s)?), 1.0)
         } else {
             (None, 0.25 / (head_dim as f32).sqrt())
         };

@@ -3,10 +3,10 @@
 //! `ops/broadcast.rs`). Tensor ops call these when their operands are on the GPU.
 
 pub(crate) mod elementwise;
-pub(crate) mod linalg;
-pub(crate) mod resize;
 pub(crate) mod layout;
+pub(crate) mod linalg;
 pub(crate) mod reduce;
+pub(crate) mod resize;
 
 use super::GpuBuffer;
 use crate::tensor::Tensor;
