@@ -12,6 +12,9 @@
 //! the key tiles no query of a micro-tile sees and so computes about 65 % of them, while the
 //! unfused baseline computes every score.
 //!
+//! `gpu/<shape>`: the WGSL flash kernel on the same inputs (when `arvis_benches::bench_gpu` gives
+//! a device; the clock stops after a device sync).
+//!
 //! Flat sampling (10 samples of equal iteration counts): the unfused 680-token case takes
 //! ~0.2 s an iteration on 2 cores, too slow for criterion's linear sampling in a short window.
 //!
@@ -24,7 +27,7 @@ use std::time::Duration;
 
 use arvis_attention::{AttentionMask, BlockCausalMask, sdpa};
 use arvis_benches::shape_id;
-use arvis_core::{SeededRng, Tensor};
+use arvis_core::{Device, SeededRng, Tensor};
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
@@ -108,6 +111,17 @@ fn bench_sdpa(c: &mut Criterion) {
                 ))
             })
         });
+        if let Some(ctx) = arvis_benches::bench_gpu() {
+            let up = |t: &Tensor| t.to_device(Device::Gpu).expect("upload must succeed");
+            let (gq, gk, gv) = (up(&q), up(&k), up(&v));
+            group.bench_function(BenchmarkId::new("gpu", &id), |bch| {
+                bch.iter(|| {
+                    let o = sdpa(black_box(&gq), black_box(&gk), black_box(&gv), &mask, scale);
+                    ctx.sync().expect("device must not fail");
+                    o
+                })
+            });
+        }
         group.bench_function(BenchmarkId::new("cpu_unfused", &id), |bch| {
             bch.iter(|| {
                 black_box(unfused(

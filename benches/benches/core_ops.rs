@@ -29,7 +29,7 @@ use arvis_benches::{
     shape_id, stream_copy,
 };
 use arvis_core::ops::{Conv2dParams, Conv3x3Winograd, PackedMatrix, Padding2d};
-use arvis_core::{SeededRng, Tensor};
+use arvis_core::{Device, SeededRng, Tensor};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 /// Device label of every bench in this file.
@@ -90,6 +90,35 @@ fn bench_matmul(c: &mut Criterion) {
 /// `matmul_packed` (weights packed once, as the VAR layers hold them) against the general
 /// GEMM on the same pre-transposed weight (`cpu_unpacked`, what VAR ran before), at the row
 /// counts of VAR-d16's scales with CFG (2 = 1×1 scale … 512 = 16×16). Id shape `m x k x n`.
+/// The same products on the GPU (`gpu` ids, when [`arvis_benches::bench_gpu`] gives a device),
+/// plus 4096³, the size a large GPU needs to approach its peak.
+fn bench_matmul_gpu(c: &mut Criterion) {
+    let Some(ctx) = arvis_benches::bench_gpu() else {
+        return;
+    };
+    let mut rng = SeededRng::new(0);
+    let mut group = c.benchmark_group("arvis-core/matmul");
+    for n in [256, 512, 1024, 4096] {
+        let up = |t: Tensor| t.to_device(Device::Gpu).expect("upload must succeed");
+        let a = up(Tensor::randn(&[n, n], &mut rng));
+        let b = up(Tensor::randn(&[n, n], &mut rng));
+        a.matmul(&b).expect("matmul must succeed on valid shapes");
+        group.throughput(Throughput::Elements(matmul_flops(n, n, n)));
+        group.bench_with_input(
+            BenchmarkId::new("gpu", shape_id(&[n, n, n])),
+            &(a, b),
+            |bch, (a, b)| {
+                bch.iter(|| {
+                    let c = black_box(a).matmul(black_box(b));
+                    ctx.sync().expect("device must not fail");
+                    c
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
 fn bench_linear_packed(c: &mut Criterion) {
     let mut rng = SeededRng::new(7);
     let (k, n) = (1024, 4096);
@@ -254,6 +283,6 @@ fn bench_fma_peak(c: &mut Criterion) {
 criterion_group! {
     name = core_ops;
     config = config();
-    targets = bench_stream_copy, bench_fma_peak, bench_matmul, bench_linear_packed, bench_conv2d, bench_rowwise
+    targets = bench_stream_copy, bench_fma_peak, bench_matmul, bench_matmul_gpu, bench_linear_packed, bench_conv2d, bench_rowwise
 }
 criterion_main!(core_ops);

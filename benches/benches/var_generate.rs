@@ -27,7 +27,7 @@ use std::cell::OnceCell;
 use std::hint::black_box;
 use std::time::Duration;
 
-use arvis_core::Weights;
+use arvis_core::{Device, Weights};
 use arvis_models::var::{Var, VarConfig, VarFileConfig, VarRequest, VarSample, VqVaeConfig};
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
@@ -118,13 +118,29 @@ fn model_configs() -> (VarConfig, VqVaeConfig) {
 }
 
 fn load_model() -> Var {
+    load_model_on(Device::Cpu)
+}
+
+/// The benched model on `device`: the `ARVIS_VAR_D16_WEIGHTS` file, or seeded random weights.
+fn load_model_on(device: Device) -> Var {
     if let Ok(path) = std::env::var("ARVIS_VAR_D16_WEIGHTS") {
         let weights =
             Weights::open(&path).expect("ARVIS_VAR_D16_WEIGHTS must be a VAR weights file");
-        return Var::load(&weights).expect("ARVIS_VAR_D16_WEIGHTS must hold a loadable VAR");
+        return Var::load_on(&weights, device)
+            .expect("ARVIS_VAR_D16_WEIGHTS must hold a loadable VAR");
     }
-    Var::random(VarConfig::official(16, false), VqVaeConfig::default(), 0)
-        .expect("random VAR-d16 must build")
+    if device == Device::Cpu {
+        return Var::random(VarConfig::official(16, false), VqVaeConfig::default(), 0)
+            .expect("random VAR-d16 must build");
+    }
+    let bytes = arvis_models::var::random::random_weights_bytes(
+        &VarConfig::official(16, false),
+        &VqVaeConfig::default(),
+        0,
+    )
+    .expect("random VAR-d16 must build");
+    let weights = Weights::from_bytes("random VAR-d16", bytes).expect("valid weights");
+    Var::load_on(&weights, device).expect("random VAR-d16 must load on the GPU")
 }
 
 /// The request every iteration serves: one image of class 207, CFG 4, top-k 900, top-p 0.96.
@@ -172,6 +188,17 @@ fn bench_var(c: &mut Criterion) {
         let var = &state.get_or_init(setup).var;
         bch.iter(|| black_box(var.sample(black_box(&req), &mut |_| {})))
     });
+    if let Some(ctx) = arvis_benches::bench_gpu() {
+        let gpu = OnceCell::new();
+        group.bench_function(BenchmarkId::new("gpu", "d16_b1_cfg"), |bch| {
+            let var = gpu.get_or_init(|| load_model_on(Device::Gpu));
+            bch.iter(|| {
+                let s = var.sample(black_box(&req), &mut |_| {});
+                ctx.sync().expect("device must not fail");
+                black_box(s)
+            })
+        });
+    }
     group.finish();
 
     let mut group = c.benchmark_group("arvis-models/var_decode");

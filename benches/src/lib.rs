@@ -257,6 +257,34 @@ pub fn fma_peak(kernel: FmaKernel, iters: u64) -> f32 {
         .sum()
 }
 
+/// The GPU the `gpu` bench ids time, or `None` (those ids are skipped, with a note on stderr):
+/// no adapter, or a CPU implementation such as lavapipe, whose timings measure an LLVM-compiled
+/// CPU rather than a GPU, unless `ARVIS_BENCH_CPU_ADAPTER=1`. Every timed GPU closure ends with
+/// [`GpuContext::sync`](arvis_core::gpu::GpuContext::sync), so the clock stops when the device
+/// is done, not when the work is recorded.
+pub fn bench_gpu() -> Option<&'static arvis_core::gpu::GpuContext> {
+    match arvis_core::gpu::GpuContext::shared() {
+        Ok(ctx)
+            if !ctx.info().is_cpu()
+                || std::env::var("ARVIS_BENCH_CPU_ADAPTER").is_ok_and(|v| v == "1") =>
+        {
+            Some(ctx)
+        }
+        Ok(ctx) => {
+            eprintln!(
+                "gpu benches skipped: the adapter is a CPU implementation ({}); set \
+                 ARVIS_BENCH_CPU_ADAPTER=1 to time it anyway",
+                ctx.info().name
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("gpu benches skipped: {e}");
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
