@@ -54,7 +54,7 @@ def main() -> int:
     out = {"device": str(dev), "torch": torch.__version__,
            "name": torch.cuda.get_device_name(dev) if cuda else "cpu", "results": {}}
 
-    n = 256 if args.quick else 4096
+    n = 128 if args.quick else 4096
     a = torch.randn(n, n, generator=g).to(dev)
     b = torch.randn(n, n, generator=g).to(dev)
     t = timeit(lambda: a @ b, sync, args.runs)

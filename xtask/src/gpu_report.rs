@@ -2,7 +2,8 @@
 //! 4096³, attention (VAR-d16's block-causal shapes and a long causal one) and VAR-d16
 //! generation at B = 1 and 64 through arvis's wgpu path, and the same through PyTorch (fp32,
 //! TF32 off) in the same run when torch is importable, then prints one table of TFLOP/s,
-//! % of the fp32 peak and ratios, also written to `target/gpu-report.md`.
+//! % of the fp32 peak and ratios, also written to `target/gpu-report.md`. On a lent machine
+//! without Rust, `xtask/device/gpu_report.sh` runs both sides and `--from DIR` renders here.
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -17,6 +18,8 @@ struct Args {
     quick: bool,
     profile: bool,
     runs: Option<String>,
+    /// Render from the JSON files `xtask/device/gpu_report.sh` wrote on a lent machine.
+    from: Option<std::path::PathBuf>,
 }
 
 fn parse(args: &[String]) -> XResult<Args> {
@@ -27,6 +30,7 @@ fn parse(args: &[String]) -> XResult<Args> {
             "--quick" => out.quick = true,
             "--profile" => out.profile = true,
             "--runs" => out.runs = Some(it.next().ok_or("--runs needs a value")?.clone()),
+            "--from" => out.from = Some(it.next().ok_or("--from needs a folder")?.into()),
             other => return Err(format!("gpu-report: unknown option `{other}`").into()),
         }
     }
@@ -63,8 +67,62 @@ fn json_of(cmd: &mut Command) -> XResult<Value> {
 }
 
 /// Runs the report.
+/// The times PyTorch's side reported: `gpu_report_torch.py`'s results (id → seconds) and its
+/// device name, plus the official VAR code's median totals as `var/d16/b<B>`.
+fn torch_times(t: &Value, theirs: &mut BTreeMap<String, f64>) -> String {
+    if let Some(r) = t["results"].as_object() {
+        for (k, v) in r {
+            if let Some(s) = v["s"].as_f64() {
+                theirs.insert(k.clone(), s);
+            }
+        }
+    }
+    format!(
+        "torch {} on {}",
+        t["torch"].as_str().unwrap_or("?"),
+        t["name"].as_str().unwrap_or("?")
+    )
+}
+
+/// Reads the JSON files of a device run (`xtask/device/gpu_report.sh`).
+fn from_folder(dir: &std::path::Path) -> XResult<(Value, BTreeMap<String, f64>, String)> {
+    let read = |name: &str| -> XResult<Option<Value>> {
+        match std::fs::read_to_string(dir.join(name)) {
+            Ok(text) => {
+                let last = text.lines().last().unwrap_or_default();
+                Ok(Some(serde_json::from_str(last).map_err(|e| format!("{name}: {e}"))?))
+            }
+            Err(_) => Ok(None),
+        }
+    };
+    let ours = read("arvis.json")?.ok_or_else(|| format!("{}: no arvis.json", dir.display()))?;
+    let mut theirs = BTreeMap::new();
+    let mut torch_name = String::from("(no torch.json)");
+    if let Some(t) = read("torch.json")? {
+        torch_name = torch_times(&t, &mut theirs);
+    }
+    for b in [1, 64] {
+        if let Some(v) = read(&format!("var_b{b}.json"))? {
+            if let Some(s) = v["median"]["total_s"].as_f64() {
+                theirs.insert(format!("var/d16/b{b}"), s);
+            }
+        }
+    }
+    Ok((ours, theirs, torch_name))
+}
+
+/// Runs the report.
 pub fn run(args: &[String]) -> XResult<()> {
     let a = parse(args)?;
+    let (ours, theirs, torch_name) = match &a.from {
+        Some(dir) => from_folder(dir)?,
+        None => measure(&a)?,
+    };
+    render(&ours, &theirs, &torch_name)
+}
+
+/// Runs both sides on this machine.
+fn measure(a: &Args) -> XResult<(Value, BTreeMap<String, f64>, String)> {
     run_echoed(cargo().args([
         "build",
         "--release",
@@ -104,18 +162,7 @@ pub fn run(args: &[String]) -> XResult<()> {
             c.arg("--quick");
         }
         let t = json_of(&mut c)?;
-        torch_name = format!(
-            "torch {} on {}",
-            t["torch"].as_str().unwrap_or("?"),
-            t["name"].as_str().unwrap_or("?")
-        );
-        if let Some(r) = t["results"].as_object() {
-            for (k, v) in r {
-                if let Some(s) = v["s"].as_f64() {
-                    theirs.insert(k.clone(), s);
-                }
-            }
-        }
+        torch_name = torch_times(&t, &mut theirs);
         // The official VAR code on the same device, same random-weight layout (d16).
         if let (Ok(repo), false) = (std::env::var("ARVIS_VAR_REPO"), a.quick) {
             for b in [1, 64] {
@@ -131,6 +178,14 @@ pub fn run(args: &[String]) -> XResult<()> {
         }
     }
 
+    Ok((ours, theirs, torch_name))
+}
+
+/// Prints the table and writes it to `target/gpu-report.md`.
+fn render(ours: &Value, theirs: &BTreeMap<String, f64>, torch_name: &str) -> XResult<()> {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
     let name = ours["name"].as_str().unwrap_or("?").to_owned();
     let peak = fp32_peak(&name);
     let mut md = format!(
