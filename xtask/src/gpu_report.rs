@@ -90,7 +90,9 @@ fn from_folder(dir: &std::path::Path) -> XResult<(Value, BTreeMap<String, f64>, 
         match std::fs::read_to_string(dir.join(name)) {
             Ok(text) => {
                 let last = text.lines().last().unwrap_or_default();
-                Ok(Some(serde_json::from_str(last).map_err(|e| format!("{name}: {e}"))?))
+                Ok(Some(
+                    serde_json::from_str(last).map_err(|e| format!("{name}: {e}"))?,
+                ))
             }
             Err(_) => Ok(None),
         }
@@ -102,10 +104,9 @@ fn from_folder(dir: &std::path::Path) -> XResult<(Value, BTreeMap<String, f64>, 
         torch_name = torch_times(&t, &mut theirs);
     }
     for b in [1, 64] {
-        if let Some(v) = read(&format!("var_b{b}.json"))? {
-            if let Some(s) = v["median"]["total_s"].as_f64() {
-                theirs.insert(format!("var/d16/b{b}"), s);
-            }
+        let v = read(&format!("var_b{b}.json"))?;
+        if let Some(s) = v.as_ref().and_then(|v| v["median"]["total_s"].as_f64()) {
+            theirs.insert(format!("var/d16/b{b}"), s);
         }
     }
     Ok((ours, theirs, torch_name))
