@@ -329,21 +329,7 @@ fn group_norm_matches_naive() -> TestResult {
         let w = randn(&[c], 30 + i as u64);
         let b = randn(&[c], 60 + i as u64);
         let (xs, ws, bs) = (f64s(&x), f64s(&w), f64s(&b));
-        let spatial: usize = shape[2..].iter().product();
-        let cpg = c / groups;
-        let mut want = vec![0.0; xs.len()];
-        for n in 0..shape[0] {
-            for g in 0..groups {
-                let start = (n * c + g * cpg) * spatial;
-                let seg = &xs[start..start + cpg * spatial];
-                let m = seg.iter().sum::<f64>() / seg.len() as f64;
-                let v = seg.iter().map(|x| (x - m).powi(2)).sum::<f64>() / seg.len() as f64;
-                for (j, &val) in seg.iter().enumerate() {
-                    let ch = g * cpg + j / spatial;
-                    want[start + j] = (val - m) / (v + 1e-6).sqrt() * ws[ch] + bs[ch];
-                }
-            }
-        }
+        let want = naive_group_norm(&xs, &shape, groups, Some(&ws), Some(&bs), 1e-6);
         EW.check(
             &x.group_norm(groups, Some(&w), Some(&b), 1e-6)?.to_vec(),
             &want,

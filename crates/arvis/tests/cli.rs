@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use arvis::models::var::random::{random_weights_bytes, tiny_configs};
 use arvis::tokenizer::image::decode_png;
 
-type TestResult = Result<(), Box<dyn std::error::Error>>;
+type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
 fn tiny_model(dir: &Path) -> Result<PathBuf, Box<dyn std::error::Error>> {
     let (var, vae) = tiny_configs(&[1, 2, 4]);
@@ -26,25 +26,25 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap_or_default()
 }
 
-#[test]
-fn generate_writes_a_png_and_is_deterministic() -> TestResult {
-    let dir = tempfile::tempdir()?;
-    let model = tiny_model(dir.path())?;
-    let (a, b) = (dir.path().join("a.png"), dir.path().join("b.png"));
+/// Generates classes 3 and 7 with seed 5 on `device` twice, into `a.png` and `b.png` in `dir`.
+fn generate_twice(dir: &Path, model: &Path, device: &str) -> TestResult<(PathBuf, PathBuf)> {
+    let (a, b) = (dir.join("a.png"), dir.join("b.png"));
     for out in [&a, &b] {
         let o = arvis(&[
             "generate",
             "--model",
-            s(&model),
+            s(model),
             "--class",
             "3",
             "--class",
             "7",
             "--seed",
             "5",
+            "--device",
+            device,
             "--out",
             s(out),
-            "--quiet",
+            "-q",
         ])?;
         assert!(
             o.status.success(),
@@ -52,6 +52,14 @@ fn generate_writes_a_png_and_is_deterministic() -> TestResult {
             String::from_utf8_lossy(&o.stderr)
         );
     }
+    Ok((a, b))
+}
+
+#[test]
+fn generate_writes_a_png_and_is_deterministic() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let model = tiny_model(dir.path())?;
+    let (a, b) = generate_twice(dir.path(), &model, "cpu")?;
     let img = decode_png(&std::fs::read(&a)?)?;
     assert_eq!((img.width(), img.height()), (16, 8)); // two 8x8 images side by side
     assert_eq!(
@@ -310,30 +318,7 @@ fn generate_on_the_gpu() -> TestResult {
     if !arvis_core::gpu::ready_for_tests(arvis_core::Device::Gpu)? {
         return Ok(());
     }
-    let (a, b) = (dir.path().join("a.png"), dir.path().join("b.png"));
-    for out in [&a, &b] {
-        let o = arvis(&[
-            "generate",
-            "--model",
-            s(&model),
-            "--class",
-            "3",
-            "--class",
-            "7",
-            "--seed",
-            "5",
-            "--device",
-            "gpu",
-            "--out",
-            s(out),
-            "-q",
-        ])?;
-        assert!(
-            o.status.success(),
-            "stderr: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-    }
+    let (a, b) = generate_twice(dir.path(), &model, "gpu")?;
     let img = decode_png(&std::fs::read(&a)?)?;
     assert_eq!((img.width(), img.height()), (16, 8));
     assert_eq!(

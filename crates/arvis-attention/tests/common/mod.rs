@@ -49,49 +49,14 @@ pub fn masks_for(lk: usize, seed: u64) -> Vec<(&'static str, AttentionMask)> {
     ]
 }
 
-/// Whether tests on `device` can run. A missing GPU adapter prints why and skips (returns
-/// `false`), except under `CI=true`, where a missing adapter is a failure. (As in
-/// `arvis-core/tests/common`.)
+/// Whether tests on `device` can run ([`arvis_core::gpu::ready_for_tests`]: a missing adapter
+/// skips with a message, except under `CI=true`).
 pub fn device_ready(device: arvis_core::Device) -> Result<bool, Box<dyn std::error::Error>> {
-    if device == arvis_core::Device::Cpu {
-        return Ok(true);
-    }
-    match arvis_core::gpu::GpuContext::shared() {
-        Ok(_) => Ok(true),
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            Err(format!("CI=true but no GPU adapter: {e}").into())
-        }
-        Err(e) => {
-            // Straight to stderr: the test harness captures `eprintln!`, and the skip must show.
-            use std::io::Write as _;
-            let _ = writeln!(std::io::stderr(), "SKIPPED GPU test: no adapter ({e})");
-            Ok(false)
-        }
-    }
+    Ok(arvis_core::gpu::ready_for_tests(device)?)
 }
 
-/// One test per device from a generic body `fn(Device) -> TestResult`:
-/// `device_tests!(flash: flash_case);` defines `flash::{cpu, gpu}`.
-#[allow(unused_macros)]
-macro_rules! device_tests {
-    ($($name:ident: $body:ident;)*) => {$(
-        mod $name {
-            #[test]
-            fn cpu() -> $crate::common::TestResult {
-                super::$body(arvis_core::Device::Cpu)
-            }
-            #[test]
-            fn gpu() -> $crate::common::TestResult {
-                if !$crate::common::device_ready(arvis_core::Device::Gpu)? {
-                    return Ok(());
-                }
-                super::$body(arvis_core::Device::Gpu)
-            }
-        }
-    )*};
-}
 #[allow(unused_imports)]
-pub(crate) use device_tests;
+pub(crate) use arvis_core::device_tests;
 
 /// The largest divisor of `n` that is at most `√n` (1 for primes): a grid `h × (n / h)`.
 pub fn grid_of(n: usize) -> (usize, usize) {

@@ -41,3 +41,26 @@ pub fn ready_for_tests(device: crate::Device) -> crate::Result<bool> {
         }
     }
 }
+
+/// For test suites: one `#[test]` per device from a generic body `fn(Device) -> Result<(), E>`.
+/// `device_tests! { silu_matches_f64: silu_case; }` defines `silu_matches_f64::cpu` and
+/// `silu_matches_f64::gpu`; the GPU one skips (with a message) without an adapter outside CI, as
+/// [`ready_for_tests`] says.
+#[macro_export]
+macro_rules! device_tests {
+    ($($name:ident: $body:ident;)*) => {$(
+        mod $name {
+            #[test]
+            fn cpu() -> ::std::result::Result<(), ::std::boxed::Box<dyn ::std::error::Error>> {
+                super::$body($crate::Device::Cpu).map_err(::std::convert::Into::into)
+            }
+            #[test]
+            fn gpu() -> ::std::result::Result<(), ::std::boxed::Box<dyn ::std::error::Error>> {
+                if !$crate::gpu::ready_for_tests($crate::Device::Gpu)? {
+                    return Ok(());
+                }
+                super::$body($crate::Device::Gpu).map_err(::std::convert::Into::into)
+            }
+        }
+    )*};
+}

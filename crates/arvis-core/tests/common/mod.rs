@@ -253,49 +253,14 @@ pub fn naive_area(x: &[f64], h: usize, w: usize, oh: usize, ow: usize) -> Vec<f6
     out
 }
 
-/// Whether tests on `device` can run. A missing GPU adapter prints why and skips (returns
-/// `false`), except under `CI=true`, where `.ci/run` installs Mesa's lavapipe and a missing
-/// adapter is a failure.
+/// Whether tests on `device` can run ([`arvis_core::gpu::ready_for_tests`]: a missing adapter
+/// skips with a message, except under `CI=true`).
 pub fn device_ready(device: arvis_core::Device) -> Result<bool, Box<dyn std::error::Error>> {
-    if device == arvis_core::Device::Cpu {
-        return Ok(true);
-    }
-    match arvis_core::gpu::GpuContext::shared() {
-        Ok(_) => Ok(true),
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            Err(format!("CI=true but no GPU adapter: {e}").into())
-        }
-        Err(e) => {
-            // Straight to stderr: the test harness captures `eprintln!`, and the skip must show.
-            use std::io::Write as _;
-            let _ = writeln!(std::io::stderr(), "SKIPPED GPU test: no adapter ({e})");
-            Ok(false)
-        }
-    }
+    Ok(arvis_core::gpu::ready_for_tests(device)?)
 }
 
-/// One test per device from a generic body `fn(Device) -> TestResult`:
-/// `device_tests!(silu_matches_f64: silu_case);` defines `silu_matches_f64::{cpu, gpu}`.
-#[allow(unused_macros)]
-macro_rules! device_tests {
-    ($($name:ident: $body:ident;)*) => {$(
-        mod $name {
-            #[test]
-            fn cpu() -> $crate::common::TestResult {
-                super::$body(arvis_core::Device::Cpu)
-            }
-            #[test]
-            fn gpu() -> $crate::common::TestResult {
-                if !$crate::common::device_ready(arvis_core::Device::Gpu)? {
-                    return Ok(());
-                }
-                super::$body(arvis_core::Device::Gpu)
-            }
-        }
-    )*};
-}
 #[allow(unused_imports)]
-pub(crate) use device_tests;
+pub(crate) use arvis_core::device_tests;
 
 /// Log-softmax of one row, `x − max − ln Σ exp(x − max)` (not `ln(softmax)`, which underflows
 /// to −inf for logits far below the maximum).
