@@ -21,7 +21,7 @@ mod winograd;
 pub use broadcast::broadcast_shapes;
 pub use conv::{Conv2dParams, Padding2d};
 pub use lanes::exp_f32;
-pub use packed::PackedMatrix;
+pub use packed::{PackedMatrix, WeightStorage, round_to_f16};
 pub use shape::axis_index;
 pub use unary::{Activation, gelu_erf, gelu_tanh, sigmoid, silu};
 pub use winograd::Conv3x3Winograd;

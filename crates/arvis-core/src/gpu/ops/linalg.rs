@@ -60,8 +60,12 @@ impl Tile {
 pub(crate) struct Gemm<'a> {
     /// Left operand: `[.., m, k]` (`[.., k, m]` when `trans_a`), contiguous.
     pub a: &'a Tensor,
-    /// Right operand: `[.., k, n]` (`[.., n, k]` when `trans_b`), contiguous.
+    /// Right operand: `[.., k, n]` (`[.., n, k]` when `trans_b`), contiguous; with `b_f16`, the
+    /// same elements as IEEE halves packed two per 32-bit word (the low half first; an odd
+    /// count ends with a zero half), held in a tensor of `ceil(elements / 2)` words.
     pub b: &'a Tensor,
+    /// `b` holds packed halves (`B_F16` in `matmul.wgsl`; storage only, f32 arithmetic).
+    pub b_f16: bool,
     /// One value per output column.
     pub bias: Option<&'a Tensor>,
     pub m: usize,
@@ -155,6 +159,7 @@ fn matmul_tiled(
         ("TRANS_B", f64::from(u8::from(g.trans_b))),
         ("HAS_BIAS", f64::from(u8::from(bias.is_some()))),
         ("ACT", f64::from(g.act.shader_code())),
+        ("B_F16", f64::from(u8::from(g.b_f16))),
     ];
     constants.extend(tile.constants());
     // The first batch index of the launch (`z0`, padded to 16 bytes), set per chunk.
@@ -272,6 +277,7 @@ mod tests {
         let g = Gemm {
             a: &ad,
             b: &bd,
+            b_f16: false,
             bias: Some(&biasd),
             m,
             n,
