@@ -11,7 +11,7 @@ pub(crate) mod lanes;
 mod matmul;
 mod modulate;
 mod norm;
-mod packed;
+pub(crate) mod packed;
 mod resize;
 mod shape;
 pub(crate) mod softmax;

@@ -57,7 +57,7 @@ pub fn round_to_f16(v: f32) -> f32 {
 
 /// `values` as IEEE halves packed two per word, element `2i` in the low 16 bits of word `i`
 /// (an odd count ends with a zero half): the layout `matmul.wgsl` reads with `B_F16`.
-fn pack_halves(values: &[f32]) -> Vec<u32> {
+pub(crate) fn pack_halves(values: &[f32]) -> Vec<u32> {
     values
         .chunks(2)
         .map(|p| {
