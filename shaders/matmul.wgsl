@@ -7,19 +7,28 @@
 // batch exceeds the device's workgroups per dimension and the launcher splits it.
 // Launcher: arvis-core/src/gpu/ops/linalg.rs (`matmul`); CPU reference: Tensor::{matmul_t,
 // linear, linear_act, matmul_packed}; test: crates/arvis-core/tests/device_linalg.rs.
+//
+// B_F16: B holds IEEE half-precision values, two per u32 word (element e in the low half of
+// word e/2 when e is even, the high half when odd), decoded to f32 exactly with integer ops
+// (`half_to_f32`), so no adapter capability is needed: neither SHADER_F16 (`enable f16;`) nor
+// the downlevel SHADER_F16_IN_F32 that wgpu requires for `unpack2x16float` (absent on Mesa's
+// Vulkan drivers without SHADER_F16). Storage only: products and accumulation stay f32. Used
+// for `PackedMatrix` weights stored as f16 (`WeightStorage::F16`).
 
 // Operand layouts: A is [M, K] row-major, or [K, M] when TRANS_A; B is [K, N], or [N, K].
 // Variants the launchers use (see arvis_core::gpu::variants; `cargo xtask codegen` writes the
 // concrete ones to shaders/generated/):
-// variants: TRANS_A=0 TRANS_B=0,1 HAS_BIAS=0,1 ACT=0..3 WG_X=16 WG_Y=16 TM=1,4 TN=4 BK=16
-// variants: TRANS_A=1 TRANS_B=0,1 HAS_BIAS=0 ACT=0 WG_X=16 WG_Y=16 TM=1,4 TN=4 BK=16
-// variants: TRANS_A=0,1 TRANS_B=0,1 HAS_BIAS=0,1 ACT=0..3 WG_X=* WG_Y=* TM=* TN=* BK=*
+// variants: TRANS_A=0 TRANS_B=0,1 HAS_BIAS=0,1 ACT=0..3 B_F16=0,1 WG_X=16 WG_Y=16 TM=1,4 TN=4 BK=16
+// variants: TRANS_A=1 TRANS_B=0,1 HAS_BIAS=0 ACT=0 B_F16=0 WG_X=16 WG_Y=16 TM=1,4 TN=4 BK=16
+// variants: TRANS_A=0,1 TRANS_B=0,1 HAS_BIAS=0,1 ACT=0..3 B_F16=0,1 WG_X=* WG_Y=* TM=* TN=* BK=*
 override TRANS_A: bool = false;
 override TRANS_B: bool = false;
 // Add bias[col] before the activation.
 override HAS_BIAS: bool = false;
 // Activation: 0 none, 1 gelu_tanh, 2 silu, 3 gelu_erf.
 override ACT: u32 = 0u;
+// B is packed f16 pairs (see above) instead of f32.
+override B_F16: bool = false;
 // Threads per workgroup (x: columns, y: rows) and outputs per thread (TM, TN ≤ MAX_T).
 override WG_X: u32 = 16u;
 override WG_Y: u32 = 16u;
@@ -31,7 +40,8 @@ override BK: u32 = 16u;
 const MAX_T: u32 = 4u;
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
-@group(0) @binding(1) var<storage, read> b: array<f32>;
+// f32 bit patterns, or f16 pairs when B_F16 (read through `b_at`).
+@group(0) @binding(1) var<storage, read> b: array<u32>;
 // The bias (a placeholder binding when HAS_BIAS is false).
 @group(0) @binding(2) var<storage, read> bias: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
@@ -79,6 +89,26 @@ fn activate(v: f32) -> f32 {
         }
         default: { return v; }
     }
+}
+
+// The IEEE half in the low 16 bits of `h` as f32, exactly (every half is an f32): normals by
+// rebiasing the exponent, zeros and subnormals as m·2⁻²⁴, infinities and NaNs kept.
+fn half_to_f32(h: u32) -> f32 {
+    let sign = (h & 0x8000u) << 16u;
+    let e = (h >> 10u) & 0x1fu;
+    let m = h & 0x3ffu;
+    let normal = bitcast<f32>(sign | ((e + 112u) << 23u) | (m << 13u));
+    let special = bitcast<f32>(sign | 0x7f800000u | (m << 13u));
+    let tiny = bitcast<f32>(sign | bitcast<u32>(f32(m) * 5.9604644775390625e-8));
+    return select(select(normal, special, e == 31u), tiny, e == 0u);
+}
+
+// Element `e` of B as f32.
+fn b_at(e: u32) -> f32 {
+    if B_F16 {
+        return half_to_f32(b[e / 2u] >> (16u * (e % 2u)));
+    }
+    return bitcast<f32>(b[e]);
 }
 
 @compute @workgroup_size(WG_X, WG_Y)
@@ -149,7 +179,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             let gk = k0 + kk;
             var v = 0.0;
             if gn < n && gk < k {
-                v = b[ob + select(gk * n + gn, gn * k + gk, TRANS_B)];
+                v = b_at(ob + select(gk * n + gn, gn * k + gk, TRANS_B));
             }
             b_tile[kk * sb + c] = v;
         }

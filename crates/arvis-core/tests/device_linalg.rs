@@ -8,7 +8,9 @@
 
 mod common;
 
-use arvis_core::ops::{Activation, Conv2dParams, Conv3x3Winograd, PackedMatrix, Padding2d};
+use arvis_core::ops::{
+    Activation, Conv2dParams, Conv3x3Winograd, PackedMatrix, Padding2d, WeightStorage, round_to_f16,
+};
 use arvis_core::{Device, Error, Tensor, Tolerance};
 use common::*;
 
@@ -268,6 +270,85 @@ const CONVS: [ConvCase; 8] = [
     ([1, 2, 11, 13], [3, 2, 3, 3], (1, 1), [1, 1, 1, 1]),
 ];
 
+/// `WeightStorage::F16`: the product of the half-rounded weights (f32 accumulation) on both
+/// devices — the GPU reading packed halves, the CPU the rounded values as f32 — at the f32
+/// matmul tolerance, and the f32 product at f16's; odd `k·n` (a zero pad half), bias on and
+/// off, every fused activation, a tall `x` (the 4-row register tiles).
+fn packed_f16_case(device: Device) -> TestResult {
+    let shapes: [(&[usize], usize); 5] = [
+        (&[3, 33], 65),
+        (&[17, 65], 7),
+        (&[2, 3, 7], 5),
+        (&[5], 40),
+        (&[1, 1], 1),
+    ];
+    for (i, (sx, n)) in shapes.into_iter().enumerate() {
+        let d = *sx.last().expect("rank >= 1");
+        let x = randn(sx, 900 + i as u64);
+        let w = randn(&[n, d], 950 + i as u64).scale(0.5)?;
+        let w16 = w.map(round_to_f16)?;
+        let w_kn = w.transpose(0, 1)?;
+        let bias = randn(&[n], 980 + i as u64);
+        let xd = on(&x, device)?;
+        for with_bias in [false, true] {
+            let b = with_bias.then_some(&bias);
+            let bd = b.map(|b| on(b, device)).transpose()?;
+            let f16 = WeightStorage::F16;
+            let packs = [
+                (
+                    "from_linear_with",
+                    PackedMatrix::from_linear_with(&on(&w, device)?, bd.as_ref(), f16)?,
+                ),
+                (
+                    "from_kn_with",
+                    PackedMatrix::from_kn_with(&on(&w_kn, device)?, bd.as_ref(), f16)?,
+                ),
+            ];
+            for (how, p) in &packs {
+                assert_eq!(p.device(), device);
+                assert_eq!(p.storage(), WeightStorage::F16);
+                assert_eq!((p.k(), p.n(), p.has_bias()), (d, n, with_bias));
+                for act in ACTS {
+                    let got = xd.matmul_packed_act(p, act)?;
+                    let what = format!("f16 {how} {act:?} {sx:?} n={n} bias={with_bias}");
+                    let (want16, shape) = naive_linear(&x, &w16, b, act);
+                    assert_eq!(got.shape(), shape.as_slice());
+                    check(Tolerance::MATMUL, &what, device, &got, &want16)?;
+                    let (want32, _) = naive_linear(&x, &w, b, act);
+                    check(
+                        Tolerance::F16,
+                        &format!("{what} vs f32"),
+                        device,
+                        &got,
+                        &want32,
+                    )?;
+                }
+            }
+        }
+    }
+    // Exact values through a one-term product: ties round to even (1 + 2⁻¹¹ → 1,
+    // 1 + 3·2⁻¹¹ → 1 + 2⁻⁹), the largest half (−65519 → −65504; −70000 overflows to −inf on the host), subnormals, the low/high half of each word in
+    // order (3 columns: the last word carries a zero pad half).
+    let vals = [1.0 + 2f32.powi(-11), 1.0 + 3.0 * 2f32.powi(-11), -65519.0];
+    let sub = [2f32.powi(-20), -3.0e-8, 0.1];
+    for col in [vals, sub] {
+        let w = Tensor::from_vec(col.to_vec(), &[3, 1])?;
+        let p = PackedMatrix::from_linear_with(&on(&w, device)?, None, WeightStorage::F16)?;
+        let got = on(&Tensor::from_vec(vec![1.0], &[1, 1])?, device)?
+            .matmul_packed(&p)?
+            .try_to_vec()?;
+        let want: Vec<f32> = col.iter().map(|&v| round_to_f16(v)).collect();
+        assert_eq!(got, want, "{device:?}: {col:?}");
+    }
+    assert_eq!(round_to_f16(1.0 + 2f32.powi(-11)), 1.0);
+    assert_eq!(
+        round_to_f16(1.0 + 3.0 * 2f32.powi(-11)),
+        1.0 + 2f32.powi(-9)
+    );
+    assert_eq!(round_to_f16(-70000.0), f32::NEG_INFINITY);
+    assert_no_host_fallback(device)
+}
+
 fn conv_case(device: Device) -> TestResult {
     for (i, (sx, sw, stride, pad)) in CONVS.into_iter().enumerate() {
         let x = randn(&sx, 900 + i as u64);
@@ -427,6 +508,7 @@ device_tests! {
     matmul_shape_errors: matmul_errors_case;
     linear_and_fused_activations: linear_case;
     matmul_packed_matches_f64: packed_case;
+    matmul_packed_f16_weights: packed_f16_case;
     conv2d_matches_f64: conv_case;
     conv2d_errors: conv_errors_case;
     resampling_matches_f64: resize_case;

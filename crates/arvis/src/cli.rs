@@ -6,7 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use arvis_core::ops::WeightStorage;
 use arvis_core::{Device, Weights};
+use arvis_models::var::LoadOptions;
 use arvis_tokenizer::image::{PixelRange, Rounding, encode_png, grid, tensor_to_rgb8};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -62,6 +64,11 @@ struct GenerateArgs {
     /// Device to run on.
     #[arg(long, value_enum, default_value_t = DeviceArg::Cpu)]
     device: DeviceArg,
+    /// Store the linear layers' weights as f16 (rounded once at load; arithmetic stays f32).
+    /// Only the GPU benefits: it reads half the weight bytes per product. On the CPU the
+    /// weights are rounded the same way (same images as the GPU's) but nothing gets faster.
+    #[arg(long)]
+    f16_weights: bool,
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
@@ -195,7 +202,14 @@ fn generate(a: &GenerateArgs) -> Result<()> {
     if nrow == 0 {
         return Err(Error::Usage("--nrow must be at least 1".into()));
     }
-    let pipeline = Pipeline::open(&a.model, device)?;
+    let options = LoadOptions {
+        weight_storage: if a.f16_weights {
+            WeightStorage::F16
+        } else {
+            WeightStorage::F32
+        },
+    };
+    let pipeline = Pipeline::open_with(&a.model, device, options)?;
     let sampling = a.sampling.resolve(pipeline.default_sampling());
     let labels = if a.grid {
         let classes = u32::try_from(pipeline.num_classes()).unwrap_or(u32::MAX);

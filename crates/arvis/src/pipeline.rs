@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use arvis_core::{Device, Tensor, Weights};
-use arvis_models::var::{Progress as VarProgress, Var, VarRequest};
+use arvis_models::var::{LoadOptions, Progress as VarProgress, Var, VarRequest};
 
 use crate::error::{Error, Result};
 
@@ -182,22 +182,41 @@ impl Pipeline {
 
     /// Loads `source`: the embedded model or a file.
     pub fn open(source: &ModelSource, device: Device) -> Result<Self> {
+        Self::open_with(source, device, LoadOptions::default())
+    }
+
+    /// [`Pipeline::open`] with load `options` (e.g. f16 weight storage, which halves the weight
+    /// bytes a GPU product reads; on the CPU it rounds the weights the same way, no speed-up).
+    pub fn open_with(source: &ModelSource, device: Device, options: LoadOptions) -> Result<Self> {
         match source {
-            ModelSource::Builtin => Self::builtin(device),
-            ModelSource::File(path) => Self::load(path, device),
+            ModelSource::Builtin => {
+                Self::from_weights_with(&crate::builtin::var_mnist_weights()?, device, options)
+            }
+            ModelSource::File(path) => {
+                Self::from_weights_with(&Weights::open(path)?, device, options)
+            }
         }
     }
 
     /// Builds the model from already-open weights (e.g. `Weights::from_static` for an
     /// embedded model).
     pub fn from_weights(weights: &Weights, device: Device) -> Result<Self> {
+        Self::from_weights_with(weights, device, LoadOptions::default())
+    }
+
+    /// [`Pipeline::from_weights`] with load `options`.
+    pub fn from_weights_with(
+        weights: &Weights,
+        device: Device,
+        options: LoadOptions,
+    ) -> Result<Self> {
         if device == Device::Gpu {
             arvis_core::gpu::GpuContext::shared()
                 .map_err(|e| Error::Device(device.name().into(), e.to_string()))?;
         }
         let family = weights.metadata_str(arvis_core::weights::META_FAMILY)?;
         let model = match family {
-            "var" => Model::Var(Box::new(Var::load_on(weights, device)?)),
+            "var" => Model::Var(Box::new(Var::load_on_with(weights, device, options)?)),
             other => {
                 return Err(Error::UnsupportedFamily {
                     path: weights.path().to_path_buf(),

@@ -97,6 +97,54 @@ fn generate_writes_a_png_and_is_deterministic() -> TestResult {
     Ok(())
 }
 
+/// `--f16-weights` generates (the weights rounded to f16 at load), deterministically, on the
+/// CPU and, when an adapter exists, on the GPU.
+#[test]
+fn generate_with_f16_weights_is_deterministic() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let model = tiny_model(dir.path())?;
+    let mut devices = vec!["cpu"];
+    if arvis_core::gpu::ready_for_tests(arvis_core::Device::Gpu)? {
+        devices.push("gpu");
+    }
+    for device in devices {
+        let (a, b) = (
+            dir.path().join(format!("{device}-a.png")),
+            dir.path().join(format!("{device}-b.png")),
+        );
+        for out in [&a, &b] {
+            let o = arvis(&[
+                "generate",
+                "--model",
+                s(&model),
+                "--class",
+                "3",
+                "--seed",
+                "5",
+                "--device",
+                device,
+                "--f16-weights",
+                "--out",
+                s(out),
+                "-q",
+            ])?;
+            assert!(
+                o.status.success(),
+                "{device}: stderr: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        let img = decode_png(&std::fs::read(&a)?)?;
+        assert_eq!((img.width(), img.height()), (8, 8));
+        assert_eq!(
+            std::fs::read(&a)?,
+            std::fs::read(&b)?,
+            "{device}: same seed"
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn user_mistakes_exit_2_without_output() -> TestResult {
     let dir = tempfile::tempdir()?;

@@ -51,6 +51,7 @@ impl Tensor {
             let g = Gemm {
                 a: self,
                 b: rhs,
+                b_f16: false,
                 bias: None,
                 m: rows,
                 n,
@@ -138,6 +139,7 @@ impl Tensor {
             let g = Gemm {
                 a: self,
                 b: weight,
+                b_f16: false,
                 bias,
                 m: numel(&sx[..sx.len() - 1]),
                 n: d_out,

@@ -12,11 +12,22 @@
 //! `MR = 12`), the full depth `k` per tile, `x` repacked per call into `k × MR` strips (one
 //! broadcast per row and step, read sequentially),
 //! bias added on store. Without AVX-512 a portable kernel over the same layout runs instead.
+//!
+//! Storage ([`WeightStorage`]): f32, or f16 (`*_with(.., WeightStorage::F16)`), which rounds
+//! every matrix element to the nearest IEEE half (ties to even, the `half` crate) once at
+//! packing. On the GPU the halves are what is stored — two per 32-bit word, decoded by
+//! `matmul.wgsl` (`B_F16`) with integer bit operations, so every adapter runs it: no
+//! `SHADER_F16`, and not the `unpack2x16float` builtin either, which wgpu gates behind the
+//! downlevel `SHADER_F16_IN_F32` (absent on Mesa's Vulkan drivers without `SHADER_F16`) — which
+//! halves the weight bytes a product reads. On the CPU the rounded values are kept as f32 in
+//! the same panels (same numbers as the GPU, no speed-up). Inputs, bias, accumulation and
+//! outputs stay f32 on both devices.
 
 use rayon::prelude::*;
 
 use super::unary::Activation;
 use crate::error::{Error, Result};
+use crate::gpu::GpuBuffer;
 use crate::gpu::ops::linalg::{self, Gemm};
 use crate::tensor::{Device, Tensor};
 use crate::tensor::{gpu_context, operands};
@@ -26,17 +37,53 @@ pub const NR: usize = 32;
 /// Rows per register tile.
 const MR: usize = 12;
 
+/// How a [`PackedMatrix`] stores its matrix (the bias is always f32).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum WeightStorage {
+    /// f32, as given.
+    #[default]
+    F32,
+    /// Rounded once to IEEE half precision (round to nearest, ties to even). The GPU stores
+    /// the halves (half the bytes per product; no `SHADER_F16` needed); the CPU computes with
+    /// the rounded values in f32 (same results as the GPU, same speed as [`WeightStorage::F32`]).
+    /// Products still accumulate in f32: expect ~1e-3 relative error from the rounding.
+    F16,
+}
+
+/// `v` rounded to the nearest IEEE half (ties to even), as f32.
+pub fn round_to_f16(v: f32) -> f32 {
+    half::f16::from_f32(v).to_f32()
+}
+
+/// `values` as IEEE halves packed two per word, element `2i` in the low 16 bits of word `i`
+/// (an odd count ends with a zero half): the layout `matmul.wgsl` reads with `B_F16`.
+pub(crate) fn pack_halves(values: &[f32]) -> Vec<u32> {
+    values
+        .chunks(2)
+        .map(|p| {
+            let lo = half::f16::from_f32(p[0]).to_bits();
+            let hi = p.get(1).map_or(0, |&v| half::f16::from_f32(v).to_bits());
+            u32::from(lo) | (u32::from(hi) << 16)
+        })
+        .collect()
+}
+
 /// A `[k, n]` matrix packed for repeated products [`Tensor::matmul_packed`], with an optional
 /// bias `[n]` added to every output row.
 ///
 /// Packed from GPU tensors it stays on the GPU ([`PackedMatrix::device`]): the matrix is kept
-/// as given (`[k, n]`, or the `[out, in]` linear weight read transposed by the kernel, no copy)
-/// with its bias, and products run `shaders/matmul.wgsl` with the bias fused. The input of a
-/// product must be on the matrix's device ([`Error::Device`] otherwise).
+/// as given (`[k, n]`, or the `[out, in]` linear weight read transposed by the kernel, no copy;
+/// packed halves in that layout with [`WeightStorage::F16`]) with its bias, and products run
+/// `shaders/matmul.wgsl` with the bias fused. The input of a product must be on the matrix's
+/// device ([`Error::Device`] otherwise).
+///
+/// With [`WeightStorage::F16`] (`from_kn_with`, `from_linear_with`) the matrix is rounded to
+/// half precision once; on the GPU it is stored as packed halves (see the module docs).
 #[derive(Clone, Debug)]
 pub struct PackedMatrix {
     k: usize,
     n: usize,
+    storage: WeightStorage,
     data: Packed,
 }
 
@@ -49,7 +96,9 @@ enum Packed {
         bias: Option<Vec<f32>>,
     },
     Gpu {
-        /// `[k, n]`, or `[n, k]` when `transposed` (a linear weight).
+        /// `[k, n]`, or `[n, k]` when `transposed` (a linear weight). With
+        /// [`WeightStorage::F16`], the same elements as packed halves in a 1-D tensor of
+        /// `ceil(k·n / 2)` words (bit patterns, not f32 values: only `matmul.wgsl` reads it).
         matrix: Tensor,
         transposed: bool,
         bias: Option<Tensor>,
@@ -59,21 +108,39 @@ enum Packed {
 impl PackedMatrix {
     /// Packs `b` `[k, n]` (row-major) and the optional `bias` `[n]`.
     pub fn from_kn(b: &Tensor, bias: Option<&Tensor>) -> Result<Self> {
+        Self::from_kn_with(b, bias, WeightStorage::F32)
+    }
+
+    /// [`PackedMatrix::from_kn`] with the matrix stored as `storage`.
+    pub fn from_kn_with(b: &Tensor, bias: Option<&Tensor>, storage: WeightStorage) -> Result<Self> {
         const OP: &str = "PackedMatrix::from_kn";
         let &[k, n] = b.shape() else {
             return Err(Error::shape(OP, "[k, n]", b.shape()));
         };
-        Self::pack(OP, b, k, n, false, bias)
+        Self::pack(OP, b, k, n, false, bias, storage)
     }
 
     /// Packs the transpose of a PyTorch linear weight `w` `[out, in]`, so that
     /// `x.matmul_packed(&p)` is `x · wᵀ + bias` (`nn.Linear`), with `bias` `[out]`.
     pub fn from_linear(w: &Tensor, bias: Option<&Tensor>) -> Result<Self> {
+        Self::from_linear_with(w, bias, WeightStorage::F32)
+    }
+
+    /// [`PackedMatrix::from_linear`] with the weight stored as `storage`.
+    ///
+    /// A GPU weight with [`WeightStorage::F16`] is read back once to be rounded on the host
+    /// (the same rounding as the CPU's, bit for bit) and uploaded as halves: a sync point, at
+    /// load time only.
+    pub fn from_linear_with(
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        storage: WeightStorage,
+    ) -> Result<Self> {
         const OP: &str = "PackedMatrix::from_linear";
         let &[n, k] = w.shape() else {
             return Err(Error::shape(OP, "[out, in]", w.shape()));
         };
-        Self::pack(OP, w, k, n, true, bias)
+        Self::pack(OP, w, k, n, true, bias, storage)
     }
 
     fn pack(
@@ -83,8 +150,9 @@ impl PackedMatrix {
         n: usize,
         transposed: bool,
         bias: Option<&Tensor>,
+        storage: WeightStorage,
     ) -> Result<Self> {
-        let gpu = gpu_context(op, &operands(&[Some(matrix), bias]))?.is_some();
+        let ctx = gpu_context(op, &operands(&[Some(matrix), bias]))?;
         if k == 0 || n == 0 {
             return Err(Error::shape(op, "a non-empty matrix", &[k, n]));
         }
@@ -93,18 +161,39 @@ impl PackedMatrix {
         {
             return Err(Error::shape(op, format!("bias [{n}]"), b.shape()));
         }
-        if gpu {
+        if let Some(ctx) = ctx {
+            let matrix = match storage {
+                WeightStorage::F32 => matrix.clone(),
+                WeightStorage::F16 => {
+                    let words = pack_halves(&matrix.try_to_vec()?);
+                    let len = words.len();
+                    let buffer = GpuBuffer::upload(&ctx, bytemuck::cast_slice(&words))?;
+                    Tensor::from_gpu(&ctx, buffer, &[len])?
+                }
+            };
             return Ok(PackedMatrix {
                 k,
                 n,
+                storage,
                 data: Packed::Gpu {
-                    matrix: matrix.clone(),
+                    matrix,
                     transposed,
                     bias: bias.cloned(),
                 },
             });
         }
-        let src = matrix.data();
+        let rounded;
+        let src = match storage {
+            WeightStorage::F32 => matrix.data(),
+            WeightStorage::F16 => {
+                rounded = matrix
+                    .data()
+                    .iter()
+                    .map(|&v| round_to_f16(v))
+                    .collect::<Vec<_>>();
+                &rounded[..]
+            }
+        };
         let bias = bias.map(|b| b.data().to_vec());
         let np = n.div_ceil(NR);
         let mut panels = vec![0.0f32; np * k * NR];
@@ -131,6 +220,7 @@ impl PackedMatrix {
         Ok(PackedMatrix {
             k,
             n,
+            storage,
             data: Packed::Cpu { panels, bias },
         })
     }
@@ -143,6 +233,11 @@ impl PackedMatrix {
     /// Output columns.
     pub fn n(&self) -> usize {
         self.n
+    }
+
+    /// How the matrix is stored.
+    pub fn storage(&self) -> WeightStorage {
+        self.storage
     }
 
     /// Whether a bias is added.
@@ -214,6 +309,7 @@ impl Tensor {
             let g = Gemm {
                 a: self,
                 b: matrix,
+                b_f16: b.storage == WeightStorage::F16,
                 bias: bias.as_ref(),
                 m,
                 n: b.n,

@@ -5,7 +5,7 @@
 //! `l` tokens of the current step, `C` width, `H` heads, `d = C / H`.
 
 use arvis_attention::{AttentionMask, KvCache, sdpa};
-use arvis_core::ops::PackedMatrix;
+use arvis_core::ops::{PackedMatrix, WeightStorage};
 use arvis_core::{Tensor, WeightsScope};
 
 use crate::error::Result;
@@ -30,12 +30,14 @@ pub(crate) struct Linear {
 }
 
 impl Linear {
-    /// Loads `weight` `[out, inp]` and, if `bias`, `bias` `[out]` from `scope`.
+    /// Loads `weight` `[out, inp]` and, if `bias`, `bias` `[out]` from `scope`, the weight
+    /// stored as `storage`.
     pub(crate) fn load(
         scope: &WeightsScope<'_>,
         out: usize,
         inp: usize,
         bias: bool,
+        storage: WeightStorage,
     ) -> Result<Self> {
         let weight = scope.get("weight", &[out, inp])?;
         let bias = if bias {
@@ -43,13 +45,18 @@ impl Linear {
         } else {
             None
         };
-        Linear::from_torch(&weight, bias)
+        Linear::from_torch(&weight, bias, storage)
     }
 
-    /// From a PyTorch-layout weight `[out, in]` and optional bias `[out]`.
-    pub(crate) fn from_torch(weight: &Tensor, bias: Option<Tensor>) -> Result<Self> {
+    /// From a PyTorch-layout weight `[out, in]` and optional bias `[out]`, the weight stored as
+    /// `storage` (the bias stays f32).
+    pub(crate) fn from_torch(
+        weight: &Tensor,
+        bias: Option<Tensor>,
+        storage: WeightStorage,
+    ) -> Result<Self> {
         Ok(Linear {
-            packed: PackedMatrix::from_linear(weight, bias.as_ref())?,
+            packed: PackedMatrix::from_linear_with(weight, bias.as_ref(), storage)?,
         })
     }
 
@@ -116,6 +123,7 @@ impl SelfAttention {
         c: usize,
         heads: usize,
         l2_norm: bool,
+        storage: WeightStorage,
     ) -> Result<Self> {
         let head_dim = c / heads;
         let weight = scope.get("mat_qkv.weight", &[3 * c, c])?;
@@ -134,9 +142,9 @@ impl SelfAttention {
             (None, 0.25 / (head_dim as f32).sqrt())
         };
         Ok(SelfAttention {
-            qkv: Linear::from_torch(&weight, Some(bias))?,
+            qkv: Linear::from_torch(&weight, Some(bias), storage)?,
             scale_mul,
-            proj: Linear::load(&scope.scope("proj"), c, c, true)?,
+            proj: Linear::load(&scope.scope("proj"), c, c, true, storage)?,
             heads,
             head_dim,
             scale,
@@ -191,10 +199,15 @@ pub(crate) struct Ffn {
 }
 
 impl Ffn {
-    pub(crate) fn load(scope: &WeightsScope<'_>, c: usize, hidden: usize) -> Result<Self> {
+    pub(crate) fn load(
+        scope: &WeightsScope<'_>,
+        c: usize,
+        hidden: usize,
+        storage: WeightStorage,
+    ) -> Result<Self> {
         Ok(Ffn {
-            fc1: Linear::load(&scope.scope("fc1"), hidden, c, true)?,
-            fc2: Linear::load(&scope.scope("fc2"), c, hidden, true)?,
+            fc1: Linear::load(&scope.scope("fc1"), hidden, c, true, storage)?,
+            fc2: Linear::load(&scope.scope("fc2"), c, hidden, true, storage)?,
         })
     }
 
@@ -214,17 +227,33 @@ pub(crate) struct Block {
 }
 
 impl Block {
-    pub(crate) fn load(scope: &WeightsScope<'_>, cfg: &super::VarConfig) -> Result<Self> {
+    pub(crate) fn load(
+        scope: &WeightsScope<'_>,
+        cfg: &super::VarConfig,
+        storage: WeightStorage,
+    ) -> Result<Self> {
         let c = cfg.embed_dim;
         let ada = if cfg.shared_aln {
             AdaSource::Shared(scope.get("ada_gss", &[1, 1, 6, c])?.reshape(&[6, c])?)
         } else {
-            AdaSource::Own(Linear::load(&scope.scope("ada_lin.1"), 6 * c, c, true)?)
+            AdaSource::Own(Linear::load(
+                &scope.scope("ada_lin.1"),
+                6 * c,
+                c,
+                true,
+                storage,
+            )?)
         };
         Ok(Block {
             ada,
-            attn: SelfAttention::load(&scope.scope("attn"), c, cfg.num_heads, cfg.attn_l2_norm)?,
-            ffn: Ffn::load(&scope.scope("ffn"), c, cfg.ffn_hidden())?,
+            attn: SelfAttention::load(
+                &scope.scope("attn"),
+                c,
+                cfg.num_heads,
+                cfg.attn_l2_norm,
+                storage,
+            )?,
+            ffn: Ffn::load(&scope.scope("ffn"), c, cfg.ffn_hidden(), storage)?,
             eps: cfg.norm_eps as f32,
         })
     }
@@ -290,11 +319,12 @@ impl Head {
         weights: &WeightsScope<'_>,
         cfg: &super::VarConfig,
         vocab: usize,
+        storage: WeightStorage,
     ) -> Result<Self> {
         let c = cfg.embed_dim;
         Ok(Head {
-            ada_lin: Linear::load(&weights.scope("head_nm.ada_lin.1"), 2 * c, c, true)?,
-            head: Linear::load(&weights.scope("head"), vocab, c, true)?,
+            ada_lin: Linear::load(&weights.scope("head_nm.ada_lin.1"), 2 * c, c, true, storage)?,
+            head: Linear::load(&weights.scope("head"), vocab, c, true, storage)?,
             eps: cfg.norm_eps as f32,
         })
     }

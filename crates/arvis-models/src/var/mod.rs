@@ -41,8 +41,9 @@ mod layers;
 mod model;
 pub mod random;
 
+pub use arvis_core::ops::WeightStorage;
 /// The VQ-VAE configuration (re-exported from `arvis-tokenizer` for convenience).
 pub use arvis_tokenizer::VqVaeConfig;
 pub use config::VarConfig;
 pub use generate::{Progress, SAMPLING_STREAM, VarOutput, VarReplay, VarRequest, VarSample};
-pub use model::{VAR_FAMILY, Var, VarFileConfig};
+pub use model::{LoadOptions, VAR_FAMILY, Var, VarFileConfig};

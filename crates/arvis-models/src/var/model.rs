@@ -1,6 +1,7 @@
 //! [`Var`]: the loaded model (transformer + VQ-VAE) and its shared pieces.
 
 use arvis_attention::{AttentionMask, BlockCausalMask, KvCache};
+use arvis_core::ops::WeightStorage;
 use arvis_core::weights::{META_CONFIG, META_FAMILY};
 use arvis_core::{Device, Tensor, Weights, WeightsScope};
 use arvis_tokenizer::{VqVae, VqVaeConfig};
@@ -20,6 +21,18 @@ pub struct VarFileConfig {
     pub var: VarConfig,
     /// The VQ-VAE tokenizer (stored under the `vae.` prefix).
     pub vae: VqVaeConfig,
+}
+
+/// How [`Var::load_on_with`] / [`Var::from_parts_with`] build the model.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Storage of every linear layer's weight (`word_embed`, the blocks' `ada_lin`, `mat_qkv`,
+    /// `proj`, `fc1`, `fc2`, `shared_ada_lin`, the head's): [`WeightStorage::F16`] rounds them
+    /// to half precision once. On the GPU the halves are stored and read (half the weight
+    /// bytes per product); on the CPU the rounded values are used in f32 (the same numbers,
+    /// no speed-up). Biases, embeddings, norms and activations stay f32, and so does all
+    /// arithmetic. Default: [`WeightStorage::F32`].
+    pub weight_storage: WeightStorage,
 }
 
 /// A VAR model: the next-scale-prediction transformer and its multi-scale VQ-VAE.
@@ -129,6 +142,15 @@ impl Var {
     /// Errors: as [`Var::load`], and the device's ([`arvis_core::Error::Gpu`]) when no adapter
     /// exists or an upload fails.
     pub fn load_on(weights: &Weights, device: Device) -> Result<Var> {
+        Self::load_on_with(weights, device, LoadOptions::default())
+    }
+
+    /// [`Var::load_on`] with `options` (f16 weight storage: [`LoadOptions::weight_storage`]).
+    /// With f16 storage on the GPU each linear weight is uploaded, read back once to be rounded
+    /// on the host (bit-identical to the CPU's rounding) and stored as halves.
+    ///
+    /// Errors: as [`Var::load_on`].
+    pub fn load_on_with(weights: &Weights, device: Device, options: LoadOptions) -> Result<Var> {
         let family = weights.metadata_str(META_FAMILY)?;
         if family != VAR_FAMILY {
             return Err(ModelError::Family {
@@ -145,13 +167,24 @@ impl Var {
             ))
         })?;
         let vae = VqVae::load(&weights.scope_on("vae", device), &file_cfg.vae)?;
-        Var::from_parts(file_cfg.var, &weights.scope_on("", device), vae)
+        Var::from_parts_with(file_cfg.var, &weights.scope_on("", device), vae, options)
     }
 
     /// Builds the transformer from `weights` (names as in the official state dict, relative to
     /// the scope) around an already-loaded tokenizer. The tokenizer's patch numbers must equal
     /// the transformer's; its vocabulary and latent width fix the head and `word_embed` shapes.
     pub fn from_parts(config: VarConfig, weights: &WeightsScope<'_>, vae: VqVae) -> Result<Var> {
+        Self::from_parts_with(config, weights, vae, LoadOptions::default())
+    }
+
+    /// [`Var::from_parts`] with `options`.
+    pub fn from_parts_with(
+        config: VarConfig,
+        weights: &WeightsScope<'_>,
+        vae: VqVae,
+        options: LoadOptions,
+    ) -> Result<Var> {
+        let storage = options.weight_storage;
         config.validate()?;
         let q = vae.quantizer();
         if q.patch_nums() != config.patch_nums.as_slice() {
@@ -177,21 +210,22 @@ impl Var {
             .flat_map(|si| std::iter::repeat_n(si as u32, config.scale_len(si)))
             .collect();
         let lvl_pos = lvl_embed.embedding(&lvl_1l)?.add(&pos_1lc)?;
-        let word_embed = Linear::load(&weights.scope("word_embed"), c, cvae, true)?;
+        let word_embed = Linear::load(&weights.scope("word_embed"), c, cvae, true, storage)?;
         let shared_ada_lin = if config.shared_aln {
             Some(Linear::load(
                 &weights.scope("shared_ada_lin.1"),
                 6 * c,
                 c,
                 true,
+                storage,
             )?)
         } else {
             None
         };
         let blocks = (0..config.depth)
-            .map(|i| Block::load(&weights.scope(&format!("blocks.{i}")), &config))
+            .map(|i| Block::load(&weights.scope(&format!("blocks.{i}")), &config, storage))
             .collect::<Result<Vec<_>>>()?;
-        let head = Head::load(weights, &config, vocab)?;
+        let head = Head::load(weights, &config, vocab, storage)?;
         Ok(Var {
             config,
             vae,

@@ -60,13 +60,18 @@ impl Errs {
         if got.shape() != want.shape() {
             return Err(format!("shape {:?} vs expected {:?}", got.shape(), want.shape()).into());
         }
+        Ok(Errs::of_slices(&got.to_vec(), &want.to_vec()))
+    }
+
+    /// [`Errs::of`] over host values of equal length.
+    pub fn of_slices(got: &[f32], want: &[f32]) -> Errs {
         let mut e = Errs::default();
-        for (&a, &b) in got.to_vec().iter().zip(&want.to_vec()) {
+        for (&a, &b) in got.iter().zip(want) {
             let (a, b) = (f64::from(a), f64::from(b));
             e.max_abs = e.max_abs.max((a - b).abs());
             e.max_ref = e.max_ref.max(b.abs());
         }
-        Ok(e)
+        e
     }
 
     pub fn merge(self, o: Errs) -> Errs {

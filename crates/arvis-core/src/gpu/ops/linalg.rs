@@ -60,8 +60,12 @@ impl Tile {
 pub(crate) struct Gemm<'a> {
     /// Left operand: `[.., m, k]` (`[.., k, m]` when `trans_a`), contiguous.
     pub a: &'a Tensor,
-    /// Right operand: `[.., k, n]` (`[.., n, k]` when `trans_b`), contiguous.
+    /// Right operand: `[.., k, n]` (`[.., n, k]` when `trans_b`), contiguous; with `b_f16`, the
+    /// same elements as IEEE halves packed two per 32-bit word (the low half first; an odd
+    /// count ends with a zero half), held in a tensor of `ceil(elements / 2)` words.
     pub b: &'a Tensor,
+    /// `b` holds packed halves (`B_F16` in `matmul.wgsl`; storage only, f32 arithmetic).
+    pub b_f16: bool,
     /// One value per output column.
     pub bias: Option<&'a Tensor>,
     pub m: usize,
@@ -155,6 +159,7 @@ fn matmul_tiled(
         ("TRANS_B", f64::from(u8::from(g.trans_b))),
         ("HAS_BIAS", f64::from(u8::from(bias.is_some()))),
         ("ACT", f64::from(g.act.shader_code())),
+        ("B_F16", f64::from(u8::from(g.b_f16))),
     ];
     constants.extend(tile.constants());
     // The first batch index of the launch (`z0`, padded to 16 bytes), set per chunk.
@@ -255,7 +260,8 @@ mod tests {
     use crate::SeededRng;
 
     /// Other tile shapes (8 × 8 threads, 1–4 outputs per thread, other depths) give the CPU's
-    /// product: a device may pick them through the override constants alone.
+    /// product, with B as f32 or as packed halves: a device may pick them through the override
+    /// constants alone.
     #[test]
     fn every_tile_shape_matches_the_cpu() -> Result<()> {
         let Ok(ctx) = GpuContext::shared() else {
@@ -272,6 +278,7 @@ mod tests {
         let g = Gemm {
             a: &ad,
             b: &bd,
+            b_f16: false,
             bias: Some(&biasd),
             m,
             n,
@@ -282,6 +289,19 @@ mod tests {
             a_strides: &[k * m],
             b_strides: &[0],
             act: Activation::Silu,
+        };
+        let b16 = b.map(crate::ops::round_to_f16)?;
+        let want16 = a.matmul_t(&b16, true, true)?.add(&bias)?.silu()?.to_vec();
+        let words = crate::ops::packed::pack_halves(&b.to_vec());
+        let b16d = Tensor::from_gpu(
+            ctx,
+            GpuBuffer::upload(ctx, bytemuck::cast_slice(&words))?,
+            &[words.len()],
+        )?;
+        let g16 = Gemm {
+            b: &b16d,
+            b_f16: true,
+            ..g
         };
         for (wg_x, wg_y, tm, tn, bk) in [
             (8, 8, 4, 4, 8),
@@ -307,6 +327,15 @@ mod tests {
                         "{tile:?} max_z {max_z}: element {i}: {x} vs {y}"
                     );
                 }
+            }
+            // The same product with B as packed halves (`B_F16`; k·n odd: a pad half) equals
+            // the product of the rounded B.
+            let got = matmul_tiled(ctx, "matmul", &g16, &[2, m, n], tile, 65535)?.try_to_vec()?;
+            for (i, (x, y)) in got.iter().zip(&want16).enumerate() {
+                assert!(
+                    (x - y).abs() <= 1e-4 + 1e-3 * y.abs(),
+                    "{tile:?} B_F16: element {i}: {x} vs {y}"
+                );
             }
         }
         Ok(())
