@@ -1,0 +1,133 @@
+//! Sampling and replay: the official `generate` loop (prefill the class token, then one token
+//! per step with the KV cache) with classifier-free guidance on a doubled batch.
+
+use arvis_core::sampling::{CfgForm, SamplingConfig, cfg_mix_stacked, sample_rows};
+use arvis_core::{SeededRng, Tensor};
+
+use crate::error::{ModelError, Result};
+use crate::llamagen::model::LlamaGen;
+
+/// The [`SeededRng::fork`] stream of a seed that LlamaGen sampling draws from.
+pub const LLAMAGEN_SAMPLING_STREAM: u64 = 0x11A3_A6E7;
+
+/// The per-step record of a replayed or sampled run.
+#[derive(Clone, Debug)]
+pub struct LlamaGenRun {
+    /// Tokens per sample, `B` rows of `block_size` in generation (raster) order.
+    pub tokens: Vec<Vec<u32>>,
+    /// Per step: the logits the sampler saw, `[B, V]` (CFG-mixed when `cfg > 1`).
+    pub logits: Vec<Tensor>,
+    /// Per step: the conditional logits `[B, V]` (the model's output for the real labels).
+    pub cond_logits: Vec<Tensor>,
+}
+
+enum Source<'a> {
+    Replay(&'a [Vec<u32>]),
+    Sample {
+        rng: Box<SeededRng>,
+        sampling: SamplingConfig,
+    },
+}
+
+impl LlamaGen {
+    /// Samples `B = labels.len()` token maps (raster order) with guidance scale `cfg` (`> 1`
+    /// doubles the batch with the null class, as the official `generate`; `≤ 1` runs the
+    /// conditional batch alone) and `sampling` (use [`SamplingConfig::llamagen`]).
+    ///
+    /// **Randomness:** every draw comes from `SeededRng::new(seed).fork(`
+    /// [`LLAMAGEN_SAMPLING_STREAM`]`)`: one [`SeededRng::uniform_f64`] per token, step 0 first,
+    /// sample 0 first within a step ([`sample_rows`] on the `[B, V]` logits).
+    pub fn generate(
+        &self,
+        labels: &[u32],
+        cfg: f32,
+        sampling: &SamplingConfig,
+        seed: u64,
+    ) -> Result<LlamaGenRun> {
+        sampling.validate()?;
+        let rng = Box::new(SeededRng::new(seed).fork(LLAMAGEN_SAMPLING_STREAM));
+        self.run_loop(
+            labels,
+            cfg,
+            Source::Sample {
+                rng,
+                sampling: *sampling,
+            },
+        )
+    }
+
+    /// Replays given tokens (`B` rows of `block_size`) through the cached loop with guidance
+    /// `cfg` and returns every step's logits: what the model computed before each token was
+    /// chosen (golden tests, speculative decoding).
+    pub fn generate_with_indices(
+        &self,
+        labels: &[u32],
+        cfg: f32,
+        tokens: &[Vec<u32>],
+    ) -> Result<LlamaGenRun> {
+        self.check_labels(labels)?;
+        self.check_tokens(tokens, labels.len(), self.config().block_size)?;
+        self.run_loop(labels, cfg, Source::Replay(tokens))
+    }
+
+    fn run_loop(&self, labels: &[u32], cfg: f32, mut source: Source<'_>) -> Result<LlamaGenRun> {
+        self.check_labels(labels)?;
+        if !cfg.is_finite() {
+            return Err(ModelError::request(format!("cfg {cfg} must be finite")));
+        }
+        let b = labels.len();
+        let guided = cfg > 1.0;
+        let rows: Vec<u32> = if guided {
+            let null = self.config().num_classes as u32;
+            labels
+                .iter()
+                .copied()
+                .chain(std::iter::repeat_n(null, b))
+                .collect()
+        } else {
+            labels.to_vec()
+        };
+        let n = rows.len();
+        let steps = self.config().block_size;
+        let mut caches = self.new_caches(n);
+        let mut out = LlamaGenRun {
+            tokens: vec![Vec::with_capacity(steps); b],
+            logits: Vec::with_capacity(steps),
+            cond_logits: Vec::with_capacity(steps),
+        };
+        // The class token first (prefill), then each step's tokens (both halves with guidance).
+        let mut h = self.embed_classes(&rows)?;
+        let mut step = 0;
+        loop {
+            let logits = self.run(h, step, Some(&mut caches))?; // [N, 1, V]
+            let v = logits.shape()[2];
+            let logits = logits.reshape(&[n, v])?;
+            let (cond, mixed) = if guided {
+                let mixed = cfg_mix_stacked(&logits, cfg, CfgForm::LlamaGen)?;
+                (logits.narrow(0, 0, b)?, mixed)
+            } else {
+                (logits.clone(), logits)
+            };
+            let next: Vec<u32> = match &mut source {
+                Source::Replay(tokens) => tokens.iter().map(|r| r[step]).collect(),
+                Source::Sample { rng, sampling } => sample_rows(&mixed, sampling, rng)?,
+            };
+            out.logits.push(mixed);
+            out.cond_logits.push(cond);
+            for (row, &t) in out.tokens.iter_mut().zip(&next) {
+                row.push(t);
+            }
+            step += 1;
+            if step == steps {
+                break;
+            }
+            let feed: Vec<u32> = if guided {
+                next.iter().chain(next.iter()).copied().collect()
+            } else {
+                next
+            };
+            h = self.embed_tokens(&feed, n)?;
+        }
+        Ok(out)
+    }
+}
