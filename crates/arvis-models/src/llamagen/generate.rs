@@ -70,6 +70,14 @@ impl LlamaGen {
         self.run_loop(labels, cfg, Source::Replay(tokens))
     }
 
+    /// The raster grid position of generation step `t` ([`LlamaGen::token_order`]).
+    fn grid_position(&self, t: usize) -> Result<usize> {
+        let g = self.config().grid();
+        self.token_order()
+            .position(t, g, g)
+            .ok_or_else(|| ModelError::request(format!("step {t} is past the {g}×{g} grid")))
+    }
+
     fn run_loop(&self, labels: &[u32], cfg: f32, mut source: Source<'_>) -> Result<LlamaGenRun> {
         self.check_labels(labels)?;
         if !cfg.is_finite() {
@@ -99,7 +107,13 @@ impl LlamaGen {
         let mut h = self.embed_classes(&rows)?;
         let mut step = 0;
         loop {
-            let logits = self.run(h, step, Some(&mut caches))?; // [N, 1, V]
+            // The class token sits at table row 0; the token fed at step s (s ≥ 1) is the one
+            // generated at step s − 1, at row `cls + its grid position` in the token order.
+            let row = match step {
+                0 => 0,
+                s => self.config().cls_token_num + self.grid_position(s - 1)?,
+            };
+            let logits = self.run(h, row, Some(&mut caches))?; // [N, 1, V]
             let v = logits.shape()[2];
             let logits = logits.reshape(&[n, v])?;
             let (cond, mixed) = if guided {

@@ -7,6 +7,7 @@ mod config;
 mod generate;
 mod layers;
 mod model;
+pub mod random;
 
 pub use arvis_tokenizer::{LlamaGenVq, LlamaGenVqConfig, TokenOrder};
 pub use config::LlamaGenConfig;

@@ -92,6 +92,11 @@ impl LlamaGen {
         &self.cfg
     }
 
+    /// The order the generated tokens come in (and the run's `tokens` are listed in): raster.
+    pub fn token_order(&self) -> arvis_tokenizer::TokenOrder {
+        arvis_tokenizer::TokenOrder::Raster
+    }
+
     /// The device the weights live on.
     pub fn device(&self) -> Device {
         self.device
