@@ -189,9 +189,10 @@ fn seeded_generation_replays() -> TestResult {
     let w = open_golden(FILE)?;
     let gpt = LlamaGen::load_on(&w, Device::Cpu)?;
     let sampling = SamplingConfig::llamagen(1.0, 100, 0.9);
-    let a = gpt.generate(&[3, 7], 4.0, &sampling, 11)?;
+    let a = gpt.generate_with_logits(&[3, 7], 4.0, &sampling, 11)?;
     let b = gpt.generate(&[3, 7], 4.0, &sampling, 11)?;
     assert_eq!(a.tokens, b.tokens, "same seed, same tokens");
+    assert!(b.logits.is_empty(), "generate keeps no logits");
     let c = gpt.generate(&[3, 7], 4.0, &sampling, 12)?;
     assert_ne!(a.tokens, c.tokens, "another seed draws other tokens");
     let replay = gpt.generate_with_indices(&[3, 7], 4.0, &a.tokens)?;

@@ -52,7 +52,7 @@ fn teacher_forced_equals_cached_loop() -> TestResult {
     let gpt = LlamaGen::random(&tiny(), 5)?;
     let labels = [3, 0, 9];
     let sampling = SamplingConfig::llamagen(1.0, 0, 1.0);
-    let run = gpt.generate(&labels, 2.5, &sampling, 1)?;
+    let run = gpt.generate_with_logits(&labels, 2.5, &sampling, 1)?;
     let teacher = gpt.forward_teacher(&labels, &run.tokens)?;
     assert_eq!(teacher.shape(), &[3, 16, 48]);
     for (t, cond) in run.cond_logits.iter().enumerate() {
@@ -68,7 +68,7 @@ fn teacher_forced_equals_cached_loop() -> TestResult {
 fn sampling_is_seeded_and_guidance_is_optional() -> TestResult {
     let gpt = LlamaGen::random(&tiny(), 5)?;
     let sampling = SamplingConfig::llamagen(1.0, 10, 0.95);
-    let a = gpt.generate(&[1, 2], 3.0, &sampling, 7)?;
+    let a = gpt.generate_with_logits(&[1, 2], 3.0, &sampling, 7)?;
     assert_eq!(a.tokens, gpt.generate(&[1, 2], 3.0, &sampling, 7)?.tokens);
     assert_ne!(a.tokens, gpt.generate(&[1, 2], 3.0, &sampling, 8)?.tokens);
     assert!(
@@ -77,7 +77,7 @@ fn sampling_is_seeded_and_guidance_is_optional() -> TestResult {
             .all(|r| r.len() == 16 && r.iter().all(|&t| t < 48))
     );
     // cfg ≤ 1 runs the conditional batch alone: the sampler sees the conditional logits.
-    let plain = gpt.generate(&[1, 2], 1.0, &sampling, 7)?;
+    let plain = gpt.generate_with_logits(&[1, 2], 1.0, &sampling, 7)?;
     for (m, c) in plain.logits.iter().zip(&plain.cond_logits) {
         assert_eq!(m.to_vec(), c.to_vec());
     }

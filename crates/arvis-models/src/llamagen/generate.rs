@@ -15,9 +15,11 @@ pub const LLAMAGEN_SAMPLING_STREAM: u64 = 0x11A3_A6E7;
 pub struct LlamaGenRun {
     /// Tokens per sample, `B` rows of `block_size` in generation (raster) order.
     pub tokens: Vec<Vec<u32>>,
-    /// Per step: the logits the sampler saw, `[B, V]` (CFG-mixed when `cfg > 1`).
+    /// Per step: the logits the sampler saw, `[B, V]` (CFG-mixed when `cfg > 1`). Empty from
+    /// [`LlamaGen::generate`], which does not keep them (`256 × B × V` floats).
     pub logits: Vec<Tensor>,
     /// Per step: the conditional logits `[B, V]` (the model's output for the real labels).
+    /// Empty from [`LlamaGen::generate`].
     pub cond_logits: Vec<Tensor>,
 }
 
@@ -44,16 +46,36 @@ impl LlamaGen {
         sampling: &SamplingConfig,
         seed: u64,
     ) -> Result<LlamaGenRun> {
+        self.sample_run(labels, cfg, sampling, seed, false)
+    }
+
+    /// [`generate`](Self::generate), also keeping every step's logits in the run (as
+    /// [`generate_with_indices`](Self::generate_with_indices) does): same draws, same tokens.
+    pub fn generate_with_logits(
+        &self,
+        labels: &[u32],
+        cfg: f32,
+        sampling: &SamplingConfig,
+        seed: u64,
+    ) -> Result<LlamaGenRun> {
+        self.sample_run(labels, cfg, sampling, seed, true)
+    }
+
+    fn sample_run(
+        &self,
+        labels: &[u32],
+        cfg: f32,
+        sampling: &SamplingConfig,
+        seed: u64,
+        record: bool,
+    ) -> Result<LlamaGenRun> {
         sampling.validate()?;
         let rng = Box::new(SeededRng::new(seed).fork(LLAMAGEN_SAMPLING_STREAM));
-        self.run_loop(
-            labels,
-            cfg,
-            Source::Sample {
-                rng,
-                sampling: *sampling,
-            },
-        )
+        let source = Source::Sample {
+            rng,
+            sampling: *sampling,
+        };
+        self.run_loop(labels, cfg, source, record)
     }
 
     /// Replays given tokens (`B` rows of `block_size`) through the cached loop with guidance
@@ -67,7 +89,7 @@ impl LlamaGen {
     ) -> Result<LlamaGenRun> {
         self.check_labels(labels)?;
         self.check_tokens(tokens, labels.len(), self.config().block_size)?;
-        self.run_loop(labels, cfg, Source::Replay(tokens))
+        self.run_loop(labels, cfg, Source::Replay(tokens), true)
     }
 
     /// The raster grid position of generation step `t` ([`LlamaGen::token_order`]).
@@ -78,7 +100,13 @@ impl LlamaGen {
             .ok_or_else(|| ModelError::request(format!("step {t} is past the {g}×{g} grid")))
     }
 
-    fn run_loop(&self, labels: &[u32], cfg: f32, mut source: Source<'_>) -> Result<LlamaGenRun> {
+    fn run_loop(
+        &self,
+        labels: &[u32],
+        cfg: f32,
+        mut source: Source<'_>,
+        record: bool,
+    ) -> Result<LlamaGenRun> {
         self.check_labels(labels)?;
         if !cfg.is_finite() {
             return Err(ModelError::request(format!("cfg {cfg} must be finite")));
@@ -100,8 +128,8 @@ impl LlamaGen {
         let mut caches = self.new_caches(n);
         let mut out = LlamaGenRun {
             tokens: vec![Vec::with_capacity(steps); b],
-            logits: Vec::with_capacity(steps),
-            cond_logits: Vec::with_capacity(steps),
+            logits: Vec::new(),
+            cond_logits: Vec::new(),
         };
         // The class token first (prefill), then each step's tokens (both halves with guidance).
         let mut h = self.embed_classes(&rows)?;
@@ -116,18 +144,23 @@ impl LlamaGen {
             let logits = self.run(h, row, Some(&mut caches))?; // [N, 1, V]
             let v = logits.shape()[2];
             let logits = logits.reshape(&[n, v])?;
-            let (cond, mixed) = if guided {
-                let mixed = cfg_mix_stacked(&logits, cfg, CfgForm::LlamaGen)?;
-                (logits.narrow(0, 0, b)?, mixed)
-            } else {
-                (logits.clone(), logits)
+            let (cond, mixed) = match (guided, record) {
+                (true, true) => {
+                    let mixed = cfg_mix_stacked(&logits, cfg, CfgForm::LlamaGen)?;
+                    (Some(logits.narrow(0, 0, b)?), mixed)
+                }
+                (true, false) => (None, cfg_mix_stacked(&logits, cfg, CfgForm::LlamaGen)?),
+                (false, true) => (Some(logits.clone()), logits),
+                (false, false) => (None, logits),
             };
             let next: Vec<u32> = match &mut source {
                 Source::Replay(tokens) => tokens.iter().map(|r| r[step]).collect(),
                 Source::Sample { rng, sampling } => sample_rows(&mixed, sampling, rng)?,
             };
-            out.logits.push(mixed);
-            out.cond_logits.push(cond);
+            if let Some(cond) = cond {
+                out.logits.push(mixed);
+                out.cond_logits.push(cond);
+            }
             for (row, &t) in out.tokens.iter_mut().zip(&next) {
                 row.push(t);
             }
