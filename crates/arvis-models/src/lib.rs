@@ -1,7 +1,9 @@
 #![doc = include_str!("../README.md")]
 
 pub mod error;
+pub mod llamagen;
 pub mod var;
 
 pub use error::{ModelError, Result};
+pub use llamagen::{LlamaGen, LlamaGenConfig};
 pub use var::{Var, VarConfig, VarOutput, VarRequest};

@@ -165,9 +165,18 @@ impl ResnetBlock {
     }
 }
 
-/// Single-head spatial self-attention with a fused `qkv` 1×1 conv (`3C` outputs, split
-/// q | k | v along channels), scale `C^-0.5`, softmax over keys, `proj_out` 1×1 and a residual:
-/// keys `norm`, `qkv` (`[3C, C, 1, 1]`), `proj_out`.
+/// How an [`AttnBlock`] stores its query, key and value projections in a checkpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QkvLayout {
+    /// One fused 1×1 conv `qkv` with `3C` outputs, split q | k | v along channels (VAR).
+    Fused,
+    /// Three 1×1 convs `q`, `k`, `v` (LlamaGen, taming-transformers).
+    Separate,
+}
+
+/// Single-head spatial self-attention: 1×1 q, k, v convs, scale `C^-0.5`, softmax over keys,
+/// `proj_out` 1×1 and a residual. Keys `norm`, `proj_out` and either a fused `qkv`
+/// (`[3C, C, 1, 1]`, [`QkvLayout::Fused`]) or separate `q`, `k`, `v` ([`QkvLayout::Separate`]).
 #[derive(Clone, Debug)]
 pub struct AttnBlock {
     norm: GroupNorm,
@@ -180,6 +189,26 @@ pub struct AttnBlock {
 
 impl AttnBlock {
     pub(crate) fn build(p: &Params<'_, '_>, c: usize, groups: usize) -> Result<Self> {
+        Self::build_with(p, c, groups, QkvLayout::Fused)
+    }
+
+    pub(crate) fn build_with(
+        p: &Params<'_, '_>,
+        c: usize,
+        groups: usize,
+        layout: QkvLayout,
+    ) -> Result<Self> {
+        if layout == QkvLayout::Separate {
+            let conv = |name: &str| Conv2d::build_same(&p.scope(name), c, c, 1);
+            return Ok(AttnBlock {
+                norm: GroupNorm::build(&p.scope("norm"), c, groups)?,
+                q: conv("q")?,
+                k: conv("k")?,
+                v: conv("v")?,
+                proj_out: conv("proj_out")?,
+                scale: attn_scale(c),
+            });
+        }
         let qkv = Conv2d::build_same(&p.scope("qkv"), c, 3 * c, 1)?;
         // Split the fused conv once at load: three 1×1 convs produce q, k and v directly,
         // without copying slices out of a 3C-channel activation on every call.
@@ -196,14 +225,23 @@ impl AttnBlock {
             k: part(1)?,
             v: part(2)?,
             proj_out: Conv2d::build_same(&p.scope("proj_out"), c, c, 1)?,
-            // `int(C) ** (-0.5)` in Python (f64), applied to an f32 tensor.
-            scale: (c as f64).powf(-0.5) as f32,
+            scale: attn_scale(c),
         })
     }
 
-    /// Loads an attention block over `c` channels from `scope`.
+    /// Loads an attention block over `c` channels with a fused `qkv` conv from `scope`.
     pub fn load(scope: &WeightsScope<'_>, c: usize, groups: usize) -> Result<Self> {
         with_scope(scope, |p| Self::build(p, c, groups))
+    }
+
+    /// Loads an attention block over `c` channels stored with `layout` from `scope`.
+    pub fn load_with(
+        scope: &WeightsScope<'_>,
+        c: usize,
+        groups: usize,
+        layout: QkvLayout,
+    ) -> Result<Self> {
+        with_scope(scope, |p| Self::build_with(p, c, groups, layout))
     }
 
     /// `x + proj_out(attn(norm(x)))` for `x` `[B, C, H, W]`.
@@ -226,6 +264,11 @@ impl AttnBlock {
         let h = v.matmul_t(&w, false, true)?.reshape(s)?;
         Ok(x.add(&self.proj_out.forward(&h)?)?)
     }
+}
+
+/// `int(C) ** (-0.5)` in Python (f64), applied to an f32 tensor.
+fn attn_scale(c: usize) -> f32 {
+    (c as f64).powf(-0.5) as f32
 }
 
 /// `conv3×3_stride2(F.pad(x, (0, 1, 0, 1)))`: one zero column on the right and one zero row at

@@ -48,6 +48,19 @@ pub(crate) struct Mid {
 }
 
 impl Mid {
+    /// A middle stage from its parts (for tokenizers whose checkpoint keys differ from VAR's).
+    pub(crate) fn from_parts(
+        block_1: ResnetBlock,
+        attn_1: Option<AttnBlock>,
+        block_2: ResnetBlock,
+    ) -> Self {
+        Mid {
+            block_1,
+            attn_1,
+            block_2,
+        }
+    }
+
     pub(crate) fn build(p: &Params<'_, '_>, c: usize, cfg: &VqVaeConfig) -> Result<Self> {
         let g = cfg.norm_groups;
         Ok(Mid {

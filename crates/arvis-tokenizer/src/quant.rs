@@ -52,12 +52,7 @@ impl MultiScaleVq {
         patch_nums: Vec<usize>,
         using_znorm: bool,
     ) -> Result<Self> {
-        let c = embedding.shape()[1];
-        // Squared norms through a GEMV keeps this device-neutral: (E∘E)·1.
-        let embedding_sq = embedding
-            .mul(&embedding)?
-            .matmul(&embedding.new_full(&[c, 1], 1.0)?)?
-            .reshape(&[embedding.shape()[0]])?;
+        let embedding_sq = row_sq_norms(&embedding)?;
         let embedding_unit = if using_znorm {
             Some(embedding.l2_normalize(1, 1e-12)?)
         } else {
@@ -307,11 +302,7 @@ impl MultiScaleVq {
             let zn = z.l2_normalize(1, 1e-12)?;
             return Ok(zn.matmul_t(unit, false, true)?.argmax(-1)?);
         }
-        let zz = z.mul(z)?.matmul(&Tensor::ones(&[c, 1]))?; // [N, 1]
-        let d0 = zz.add(&self.embedding_sq)?; // [N, V]
-        let dot = z.matmul_t(&self.embedding, false, true)?; // [N, V]
-        // argmin(d0 − 2·dot) == argmax(2·dot − d0): negation is exact, ties keep the first index.
-        Ok(dot.scale(2.0)?.sub(&d0)?.argmax(-1)?)
+        l2_nearest(z, &self.embedding, &self.embedding_sq)
     }
 
     /// Residual quantisation of a latent `f` `[B, Cvae, P, P]` (official
@@ -340,4 +331,32 @@ impl MultiScaleVq {
         }
         Ok((out, f_hat))
     }
+}
+
+/// `Σ_c E[v, c]²` per row of `E` `[V, C]` → `[V]`, through a GEMV `(E∘E)·1` (device-neutral).
+pub(crate) fn row_sq_norms(embedding: &Tensor) -> Result<Tensor> {
+    let s = embedding.shape();
+    if s.len() != 2 {
+        return Err(TokenizerError::shape("codebook", "[V, C]", s));
+    }
+    Ok(embedding
+        .mul(embedding)?
+        .matmul(&embedding.new_full(&[s[1], 1], 1.0)?)?
+        .reshape(&[s[0]])?)
+}
+
+/// Nearest row of `embedding` `[V, C]` for each row of `z` `[N, C]`: `argmin_v ‖z − E_v‖²`
+/// computed like the official `(Σz² + ΣE²) − 2·z·Eᵀ` (first index on ties); `embedding_sq` is
+/// [`row_sq_norms`] of `embedding`.
+pub(crate) fn l2_nearest(
+    z: &Tensor,
+    embedding: &Tensor,
+    embedding_sq: &Tensor,
+) -> Result<Vec<u32>> {
+    let c = z.shape()[1];
+    let zz = z.mul(z)?.matmul(&z.new_full(&[c, 1], 1.0)?)?; // [N, 1]
+    let d0 = zz.add(embedding_sq)?; // [N, V]
+    let dot = z.matmul_t(embedding, false, true)?; // [N, V]
+    // argmin(d0 − 2·dot) == argmax(2·dot − d0): negation is exact, ties keep the first index.
+    Ok(dot.scale(2.0)?.sub(&d0)?.argmax(-1)?)
 }

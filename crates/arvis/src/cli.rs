@@ -235,6 +235,7 @@ fn generate(a: &GenerateArgs) -> Result<()> {
         bar.set_position(p.done as u64);
         bar.set_message(match p.stage {
             Stage::Scale { patch_num } => format!("scale {patch_num}x{patch_num}"),
+            Stage::Tokens => "tokens sampled".to_owned(),
             Stage::Decode => "decoding".to_owned(),
         });
     })?;
@@ -306,7 +307,7 @@ fn info(model: Option<&ModelSource>, gpu: bool) -> Result<()> {
             "sampling:   cfg {} top-k {} top-p {} (recommended by the file)",
             s.cfg, s.top_k, s.top_p
         ),
-        Ok(None) => println!("sampling:   (not set; generate uses the VAR demo's)"),
+        Ok(None) => println!("sampling:   (not set; generate uses the family default)"),
         Err(e) => println!("sampling:   (unreadable: {e})"),
     }
     Ok(())

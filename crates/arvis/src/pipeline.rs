@@ -2,7 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+use arvis_core::sampling::SamplingConfig;
 use arvis_core::{Device, Tensor, Weights};
+use arvis_models::llamagen::{LlamaGen, LlamaGenVq, LlamaGenVqConfig};
 use arvis_models::var::{LoadOptions, Progress as VarProgress, Var, VarRequest};
 
 use crate::error::{Error, Result};
@@ -54,6 +56,14 @@ impl Sampling {
         cfg: 4.0,
         top_k: 900,
         top_p: 0.95,
+    };
+
+    /// LlamaGen's `sample_c2i.py` defaults (`cfg 4`, `top_k 2000`, `top_p 1`; temperature 1):
+    /// the default for LlamaGen files that do not recommend their own.
+    pub const LLAMAGEN: Sampling = Sampling {
+        cfg: 4.0,
+        top_k: 2000,
+        top_p: 1.0,
     };
 
     /// Reads [`META_SAMPLING`](arvis_core::weights::META_SAMPLING) from `weights`: `Ok(None)`
@@ -147,8 +157,40 @@ pub enum Stage {
         /// Side of the scale's token map.
         patch_num: usize,
     },
+    /// All tokens of a raster next-token model (LlamaGen) were sampled.
+    Tokens,
     /// The tokens are being decoded to pixels.
     Decode,
+}
+
+/// LlamaGen's GPT with its VQ tokenizer (a file holds both: `gpt.*` and `vq.*`).
+#[derive(Debug)]
+pub struct LlamaGenModel {
+    /// The class-conditional GPT.
+    pub gpt: LlamaGen,
+    /// The VQ tokenizer that decodes its tokens.
+    pub vq: LlamaGenVq,
+}
+
+impl LlamaGenModel {
+    /// Loads both halves of a LlamaGen file onto `device`; the GPT's vocabulary must be the
+    /// codebook size.
+    pub fn load_on(weights: &Weights, device: Device) -> Result<Self> {
+        let gpt = LlamaGen::load_on(weights, device)?;
+        let vq_cfg = LlamaGenVqConfig::from_weights(weights)?;
+        if vq_cfg.codebook_size != gpt.config().vocab_size {
+            return Err(Error::BadMetadata {
+                path: weights.path().to_path_buf(),
+                msg: format!(
+                    "the GPT's vocabulary ({}) is not the VQ codebook size ({})",
+                    gpt.config().vocab_size,
+                    vq_cfg.codebook_size
+                ),
+            });
+        }
+        let vq = LlamaGenVq::load(&weights.scope_on("vq", device), &vq_cfg)?;
+        Ok(LlamaGenModel { gpt, vq })
+    }
 }
 
 /// The models a [`Pipeline`] can hold.
@@ -157,6 +199,8 @@ pub enum Stage {
 pub enum Model {
     /// A VAR (next-scale prediction) model with its multi-scale VQ-VAE.
     Var(Box<Var>),
+    /// A LlamaGen (raster next-token) GPT with its VQ tokenizer.
+    LlamaGen(Box<LlamaGenModel>),
 }
 
 /// A loaded model, ready to generate.
@@ -217,6 +261,8 @@ impl Pipeline {
         let family = weights.metadata_str(arvis_core::weights::META_FAMILY)?;
         let model = match family {
             "var" => Model::Var(Box::new(Var::load_on_with(weights, device, options)?)),
+            // f16 weight storage is wired for VAR only so far.
+            "llamagen" => Model::LlamaGen(Box::new(LlamaGenModel::load_on(weights, device)?)),
             other => {
                 return Err(Error::UnsupportedFamily {
                     path: weights.path().to_path_buf(),
@@ -224,7 +270,11 @@ impl Pipeline {
                 });
             }
         };
-        let sampling = Sampling::from_metadata(weights)?.unwrap_or(Sampling::VAR_DEMO);
+        let fallback = match model {
+            Model::Var(_) => Sampling::VAR_DEMO,
+            Model::LlamaGen(_) => Sampling::LLAMAGEN,
+        };
+        let sampling = Sampling::from_metadata(weights)?.unwrap_or(fallback);
         Ok(Pipeline {
             model,
             source: weights.path().to_path_buf(),
@@ -237,10 +287,11 @@ impl Pipeline {
         &self.model
     }
 
-    /// The model family (`"var"`).
+    /// The model family (`"var"`, `"llamagen"`).
     pub fn family(&self) -> &'static str {
         match self.model {
             Model::Var(_) => "var",
+            Model::LlamaGen(_) => "llamagen",
         }
     }
 
@@ -250,7 +301,7 @@ impl Pipeline {
     }
 
     /// The sampling settings the file recommends (its `arvis.sampling` metadata), else
-    /// [`Sampling::VAR_DEMO`].
+    /// the family's default ([`Sampling::VAR_DEMO`], [`Sampling::LLAMAGEN`]).
     pub fn default_sampling(&self) -> Sampling {
         self.sampling
     }
@@ -271,6 +322,7 @@ impl Pipeline {
     pub fn num_classes(&self) -> usize {
         match &self.model {
             Model::Var(v) => v.config().num_classes,
+            Model::LlamaGen(m) => m.gpt.config().num_classes,
         }
     }
 
@@ -278,6 +330,7 @@ impl Pipeline {
     pub fn num_steps(&self) -> usize {
         match &self.model {
             Model::Var(v) => v.config().num_scales() + 1,
+            Model::LlamaGen(_) => 2,
         }
     }
 
@@ -316,6 +369,31 @@ impl Pipeline {
                     stage: Stage::Decode,
                 });
                 Ok(out.images)
+            }
+            Model::LlamaGen(m) => {
+                // LlamaGen's sampler: temperature 1, HF top-k / top-p.
+                let sampling = SamplingConfig::llamagen(1.0, req.top_k, req.top_p);
+                let run = m.gpt.generate(&req.labels, req.cfg, &sampling, req.seed)?;
+                progress(Progress {
+                    done: 1,
+                    total: 2,
+                    stage: Stage::Tokens,
+                });
+                let g = m.gpt.config().grid();
+                let order = m.gpt.token_order();
+                let codes: Vec<u32> = run
+                    .tokens
+                    .iter()
+                    .flat_map(|row| order.to_raster(row, g, g))
+                    .collect();
+                let img = m.vq.decode_indices(&codes, req.labels.len(), g, g)?;
+                progress(Progress {
+                    done: 2,
+                    total: 2,
+                    stage: Stage::Decode,
+                });
+                // `save_image(normalize=True, value_range=(-1, 1))` of the official sampler.
+                Ok(img.clamp(-1.0, 1.0)?.affine(0.5, 0.5)?)
             }
         }
     }

@@ -37,7 +37,7 @@
 
 mod config;
 mod generate;
-mod layers;
+pub(crate) mod layers;
 mod model;
 pub mod random;
 

@@ -1,0 +1,180 @@
+//! Sampling and replay: the official `generate` loop (prefill the class token, then one token
+//! per step with the KV cache) with classifier-free guidance on a doubled batch.
+
+use arvis_core::sampling::{CfgForm, SamplingConfig, cfg_mix_stacked, sample_rows};
+use arvis_core::{SeededRng, Tensor};
+
+use crate::error::{ModelError, Result};
+use crate::llamagen::model::LlamaGen;
+
+/// The [`SeededRng::fork`] stream of a seed that LlamaGen sampling draws from.
+pub const LLAMAGEN_SAMPLING_STREAM: u64 = 0x11A3_A6E7;
+
+/// The per-step record of a replayed or sampled run.
+#[derive(Clone, Debug)]
+pub struct LlamaGenRun {
+    /// Tokens per sample, `B` rows of `block_size` in generation (raster) order.
+    pub tokens: Vec<Vec<u32>>,
+    /// Per step: the logits the sampler saw, `[B, V]` (CFG-mixed when `cfg > 1`). Empty from
+    /// [`LlamaGen::generate`], which does not keep them (`256 × B × V` floats).
+    pub logits: Vec<Tensor>,
+    /// Per step: the conditional logits `[B, V]` (the model's output for the real labels).
+    /// Empty from [`LlamaGen::generate`].
+    pub cond_logits: Vec<Tensor>,
+}
+
+enum Source<'a> {
+    Replay(&'a [Vec<u32>]),
+    Sample {
+        rng: Box<SeededRng>,
+        sampling: SamplingConfig,
+    },
+}
+
+impl LlamaGen {
+    /// Samples `B = labels.len()` token maps (raster order) with guidance scale `cfg` (`> 1`
+    /// doubles the batch with the null class, as the official `generate`; `≤ 1` runs the
+    /// conditional batch alone) and `sampling` (use [`SamplingConfig::llamagen`]).
+    ///
+    /// **Randomness:** every draw comes from `SeededRng::new(seed).fork(`
+    /// [`LLAMAGEN_SAMPLING_STREAM`]`)`: one [`SeededRng::uniform_f64`] per token, step 0 first,
+    /// sample 0 first within a step ([`sample_rows`] on the `[B, V]` logits).
+    pub fn generate(
+        &self,
+        labels: &[u32],
+        cfg: f32,
+        sampling: &SamplingConfig,
+        seed: u64,
+    ) -> Result<LlamaGenRun> {
+        self.sample_run(labels, cfg, sampling, seed, false)
+    }
+
+    /// [`generate`](Self::generate), also keeping every step's logits in the run (as
+    /// [`generate_with_indices`](Self::generate_with_indices) does): same draws, same tokens.
+    pub fn generate_with_logits(
+        &self,
+        labels: &[u32],
+        cfg: f32,
+        sampling: &SamplingConfig,
+        seed: u64,
+    ) -> Result<LlamaGenRun> {
+        self.sample_run(labels, cfg, sampling, seed, true)
+    }
+
+    fn sample_run(
+        &self,
+        labels: &[u32],
+        cfg: f32,
+        sampling: &SamplingConfig,
+        seed: u64,
+        record: bool,
+    ) -> Result<LlamaGenRun> {
+        sampling.validate()?;
+        let rng = Box::new(SeededRng::new(seed).fork(LLAMAGEN_SAMPLING_STREAM));
+        let source = Source::Sample {
+            rng,
+            sampling: *sampling,
+        };
+        self.run_loop(labels, cfg, source, record)
+    }
+
+    /// Replays given tokens (`B` rows of `block_size`) through the cached loop with guidance
+    /// `cfg` and returns every step's logits: what the model computed before each token was
+    /// chosen (golden tests, speculative decoding).
+    pub fn generate_with_indices(
+        &self,
+        labels: &[u32],
+        cfg: f32,
+        tokens: &[Vec<u32>],
+    ) -> Result<LlamaGenRun> {
+        self.check_labels(labels)?;
+        self.check_tokens(tokens, labels.len(), self.config().block_size)?;
+        self.run_loop(labels, cfg, Source::Replay(tokens), true)
+    }
+
+    /// The raster grid position of generation step `t` ([`LlamaGen::token_order`]).
+    fn grid_position(&self, t: usize) -> Result<usize> {
+        let g = self.config().grid();
+        self.token_order()
+            .position(t, g, g)
+            .ok_or_else(|| ModelError::request(format!("step {t} is past the {g}×{g} grid")))
+    }
+
+    fn run_loop(
+        &self,
+        labels: &[u32],
+        cfg: f32,
+        mut source: Source<'_>,
+        record: bool,
+    ) -> Result<LlamaGenRun> {
+        self.check_labels(labels)?;
+        if !cfg.is_finite() {
+            return Err(ModelError::request(format!("cfg {cfg} must be finite")));
+        }
+        let b = labels.len();
+        let guided = cfg > 1.0;
+        let rows: Vec<u32> = if guided {
+            let null = self.config().num_classes as u32;
+            labels
+                .iter()
+                .copied()
+                .chain(std::iter::repeat_n(null, b))
+                .collect()
+        } else {
+            labels.to_vec()
+        };
+        let n = rows.len();
+        let steps = self.config().block_size;
+        let mut caches = self.new_caches(n);
+        let mut out = LlamaGenRun {
+            tokens: vec![Vec::with_capacity(steps); b],
+            logits: Vec::new(),
+            cond_logits: Vec::new(),
+        };
+        // The class token first (prefill), then each step's tokens (both halves with guidance).
+        let mut h = self.embed_classes(&rows)?;
+        let mut step = 0;
+        loop {
+            // The class token sits at table row 0; the token fed at step s (s ≥ 1) is the one
+            // generated at step s − 1, at row `cls + its grid position` in the token order.
+            let row = match step {
+                0 => 0,
+                s => self.config().cls_token_num + self.grid_position(s - 1)?,
+            };
+            let logits = self.run(h, row, Some(&mut caches))?; // [N, 1, V]
+            let v = logits.shape()[2];
+            let logits = logits.reshape(&[n, v])?;
+            let (cond, mixed) = match (guided, record) {
+                (true, true) => {
+                    let mixed = cfg_mix_stacked(&logits, cfg, CfgForm::LlamaGen)?;
+                    (Some(logits.narrow(0, 0, b)?), mixed)
+                }
+                (true, false) => (None, cfg_mix_stacked(&logits, cfg, CfgForm::LlamaGen)?),
+                (false, true) => (Some(logits.clone()), logits),
+                (false, false) => (None, logits),
+            };
+            let next: Vec<u32> = match &mut source {
+                Source::Replay(tokens) => tokens.iter().map(|r| r[step]).collect(),
+                Source::Sample { rng, sampling } => sample_rows(&mixed, sampling, rng)?,
+            };
+            if let Some(cond) = cond {
+                out.logits.push(mixed);
+                out.cond_logits.push(cond);
+            }
+            for (row, &t) in out.tokens.iter_mut().zip(&next) {
+                row.push(t);
+            }
+            step += 1;
+            if step == steps {
+                break;
+            }
+            let feed: Vec<u32> = if guided {
+                next.iter().chain(next.iter()).copied().collect()
+            } else {
+                next
+            };
+            h = self.embed_tokens(&feed, n)?;
+        }
+        Ok(out)
+    }
+}

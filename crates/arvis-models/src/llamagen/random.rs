@@ -1,0 +1,137 @@
+//! Random LlamaGen weights in memory, for tests, demos and benchmarks, and the list of every
+//! tensor a LlamaGen GPT file must hold.
+//!
+//! [`LlamaGen::random`] writes a complete weights file (official names under `gpt.`, and the VQ
+//! under `vq.` when asked for, `arvis.*` metadata) into a buffer and loads it through
+//! [`LlamaGen::load_on`], so a random model takes exactly the path of a real one. The values are
+//! seeded normals scaled so activations stay of order one (not the official initialisation,
+//! which zeroes `output`): they exercise every code path but generate noise.
+
+use std::collections::BTreeMap;
+
+use arvis_core::weights::{META_CONFIG, META_FAMILY, META_SOURCE};
+use arvis_core::{Device, SeededRng, Weights};
+use arvis_tokenizer::{LlamaGenVq, LlamaGenVqConfig};
+
+use crate::error::{ModelError, Result};
+use crate::llamagen::config::LlamaGenConfig;
+use crate::llamagen::model::{LLAMAGEN_FAMILY, LlamaGen};
+use crate::var::random::{TensorSpec, write_safetensors};
+
+/// `mean + std · N(0, 1)`.
+type Init = (f32, f32);
+
+fn fan_in(gain: f32, fan: usize) -> Init {
+    (0.0, gain / (fan.max(1) as f32).sqrt())
+}
+
+const NORM: Init = (1.0, 0.1);
+
+fn gpt_specs(cfg: &LlamaGenConfig) -> Vec<(String, Vec<usize>, Init)> {
+    let (c, f, v) = (cfg.dim, cfg.ffn_hidden(), cfg.vocab_size);
+    let mut out = vec![
+        (
+            "cls_embedding.embedding_table.weight".to_owned(),
+            vec![cfg.num_classes + 1, c],
+            (0.0, 1.0),
+        ),
+        ("tok_embeddings.weight".to_owned(), vec![v, c], (0.0, 1.0)),
+    ];
+    for i in 0..cfg.n_layer {
+        let p = |n: &str| format!("layers.{i}.{n}");
+        out.extend([
+            (p("attention.wqkv.weight"), vec![3 * c, c], fan_in(1.0, c)),
+            (p("attention.wo.weight"), vec![c, c], fan_in(1.0, c)),
+            (p("feed_forward.w1.weight"), vec![f, c], fan_in(1.0, c)),
+            (p("feed_forward.w3.weight"), vec![f, c], fan_in(1.0, c)),
+            (p("feed_forward.w2.weight"), vec![c, f], fan_in(1.0, f)),
+            (p("attention_norm.weight"), vec![c], NORM),
+            (p("ffn_norm.weight"), vec![c], NORM),
+        ]);
+    }
+    out.push(("norm.weight".to_owned(), vec![c], NORM));
+    out.push(("output.weight".to_owned(), vec![v, c], fan_in(2.0, c)));
+    out
+}
+
+/// Every tensor of the GPT for `cfg`, official names (relative to the `gpt.` prefix of arvis
+/// files), in load order.
+pub fn gpt_tensor_specs(cfg: &LlamaGenConfig) -> Vec<TensorSpec> {
+    gpt_specs(cfg).into_iter().map(|(n, s, _)| (n, s)).collect()
+}
+
+fn vq_init(name: &str, shape: &[usize]) -> Init {
+    if name.starts_with("quantize.embedding") {
+        (0.0, 1.0)
+    } else if shape.len() == 4 {
+        fan_in(1.0, shape[1..].iter().product())
+    } else if name.contains("norm") && name.ends_with("weight") {
+        NORM
+    } else {
+        (0.0, 0.02)
+    }
+}
+
+/// The `arvis.*` metadata of a LlamaGen file (`"gpt"`, and `"vq"` when given, in
+/// `arvis.config`).
+pub fn llamagen_metadata(
+    gpt: &LlamaGenConfig,
+    vq: Option<&LlamaGenVqConfig>,
+    source: &str,
+) -> Result<BTreeMap<String, String>> {
+    let mut cfg = serde_json::json!({ "gpt": gpt });
+    if let Some(vq) = vq {
+        cfg["vq"] = serde_json::to_value(vq)
+            .map_err(|e| ModelError::config(format!("cannot serialise the VQ config: {e}")))?;
+    }
+    Ok(BTreeMap::from([
+        (META_FAMILY.to_owned(), LLAMAGEN_FAMILY.to_owned()),
+        (META_CONFIG.to_owned(), cfg.to_string()),
+        (META_SOURCE.to_owned(), source.to_owned()),
+    ]))
+}
+
+/// A seeded random LlamaGen file (all F32): the GPT under `gpt.` and, with `vq`, the tokenizer
+/// under `vq.`. Tensor `i` is drawn from `SeededRng::new(seed).fork(i)`.
+pub fn random_weights_bytes(
+    gpt: &LlamaGenConfig,
+    vq: Option<&LlamaGenVqConfig>,
+    seed: u64,
+) -> Result<Vec<u8>> {
+    gpt.validate()?;
+    let mut all: Vec<(String, Vec<usize>, Init)> = gpt_specs(gpt)
+        .into_iter()
+        .map(|(n, s, i)| (format!("gpt.{n}"), s, i))
+        .collect();
+    if let Some(vq) = vq {
+        for (n, s) in LlamaGenVq::tensor_shapes(vq)? {
+            let init = vq_init(&n, &s);
+            all.push((format!("vq.{n}"), s, init));
+        }
+    }
+    let specs: Vec<TensorSpec> = all.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect();
+    let metadata = llamagen_metadata(
+        gpt,
+        vq,
+        &format!("arvis-models random LlamaGen weights, seed {seed}"),
+    )?;
+    let root = SeededRng::new(seed);
+    write_safetensors(&specs, &metadata, |i, _, out| {
+        let (mean, std) = all[i].2;
+        root.fork(i as u64).fill_normal(out);
+        for v in out.iter_mut() {
+            *v = mean + std * *v;
+        }
+        Ok(())
+    })
+}
+
+impl LlamaGen {
+    /// A GPT with seeded random weights (see the [module docs](super::random)) on the CPU, for
+    /// tests and demos. Goes through [`LlamaGen::load_on`] like a real file.
+    pub fn random(config: &LlamaGenConfig, seed: u64) -> Result<LlamaGen> {
+        let bytes = random_weights_bytes(config, None, seed)?;
+        let weights = Weights::from_bytes(format!("<random LlamaGen, seed {seed}>"), bytes)?;
+        LlamaGen::load_on(&weights, Device::Cpu)
+    }
+}
