@@ -235,7 +235,7 @@ fn generate(a: &GenerateArgs) -> Result<()> {
         bar.set_position(p.done as u64);
         bar.set_message(match p.stage {
             Stage::Scale { patch_num } => format!("scale {patch_num}x{patch_num}"),
-            Stage::Tokens => "tokens sampled".to_owned(),
+            Stage::Tokens => "tokens".to_owned(),
             Stage::Decode => "decoding".to_owned(),
         });
     })?;

@@ -157,7 +157,8 @@ pub enum Stage {
         /// Side of the scale's token map.
         patch_num: usize,
     },
-    /// All tokens of a raster next-token model (LlamaGen) were sampled.
+    /// A block of tokens of a raster next-token model (LlamaGen: one row of the token grid)
+    /// was sampled.
     Tokens,
     /// The tokens are being decoded to pixels.
     Decode,
@@ -330,7 +331,8 @@ impl Pipeline {
     pub fn num_steps(&self) -> usize {
         match &self.model {
             Model::Var(v) => v.config().num_scales() + 1,
-            Model::LlamaGen(_) => 2,
+            // One step per row of the token grid, then the decode.
+            Model::LlamaGen(m) => m.gpt.config().grid() + 1,
         }
     }
 
@@ -373,13 +375,25 @@ impl Pipeline {
             Model::LlamaGen(m) => {
                 // LlamaGen's sampler: temperature 1, HF top-k / top-p.
                 let sampling = SamplingConfig::llamagen(1.0, req.top_k, req.top_p);
-                let run = m.gpt.generate(&req.labels, req.cfg, &sampling, req.seed)?;
-                progress(Progress {
-                    done: 1,
-                    total: 2,
-                    stage: Stage::Tokens,
-                });
                 let g = m.gpt.config().grid();
+                let total = g + 1;
+                // A progress step per block of `g` tokens (a grid row in raster order).
+                let mut per_token = |t: usize| {
+                    if t % g == 0 {
+                        progress(Progress {
+                            done: t / g,
+                            total,
+                            stage: Stage::Tokens,
+                        });
+                    }
+                };
+                let run = m.gpt.generate_with_progress(
+                    &req.labels,
+                    req.cfg,
+                    &sampling,
+                    req.seed,
+                    &mut per_token,
+                )?;
                 let order = m.gpt.token_order();
                 let codes: Vec<u32> = run
                     .tokens
@@ -388,8 +402,8 @@ impl Pipeline {
                     .collect();
                 let img = m.vq.decode_indices(&codes, req.labels.len(), g, g)?;
                 progress(Progress {
-                    done: 2,
-                    total: 2,
+                    done: total,
+                    total,
                     stage: Stage::Decode,
                 });
                 // `save_image(normalize=True, value_range=(-1, 1))` of the official sampler.

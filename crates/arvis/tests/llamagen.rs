@@ -4,7 +4,7 @@
 use arvis::core::{Device, Weights};
 use arvis::models::llamagen::random::random_weights_bytes;
 use arvis::models::llamagen::{LlamaGenConfig, LlamaGenVqConfig};
-use arvis::{Pipeline, Sampling};
+use arvis::{Pipeline, Sampling, Stage};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -40,9 +40,15 @@ fn llamagen_file_generates_images() -> TestResult {
     let mut req = p.request(vec![1, 4], 3);
     req.top_k = 8;
     let mut steps = Vec::new();
-    let img = p.generate(&req, &mut |s| steps.push(s.done))?;
+    let img = p.generate(&req, &mut |s| steps.push((s.done, s.total, s.stage)))?;
     assert_eq!(img.shape(), &[2, 3, 8, 8]);
-    assert_eq!(steps, vec![1, 2]);
+    // One step per row of the token grid, then the decode.
+    let n = p.num_steps();
+    assert!(n > 2, "{n}");
+    let want: Vec<_> = (1..=n)
+        .map(|d| (d, n, if d < n { Stage::Tokens } else { Stage::Decode }))
+        .collect();
+    assert_eq!(steps, want);
     assert!(img.to_vec().iter().all(|v| (0.0..=1.0).contains(v)));
     assert_eq!(img.to_vec(), p.generate(&req, &mut |_| {})?.to_vec());
     Ok(())

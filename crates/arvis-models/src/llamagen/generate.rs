@@ -46,7 +46,20 @@ impl LlamaGen {
         sampling: &SamplingConfig,
         seed: u64,
     ) -> Result<LlamaGenRun> {
-        self.sample_run(labels, cfg, sampling, seed, false)
+        self.sample_run(labels, cfg, sampling, seed, false, &mut |_| {})
+    }
+
+    /// [`generate`](Self::generate) that calls `progress(t)` after each sampled step `t`
+    /// (`1..=block_size`, tokens per image so far): same draws, same tokens.
+    pub fn generate_with_progress(
+        &self,
+        labels: &[u32],
+        cfg: f32,
+        sampling: &SamplingConfig,
+        seed: u64,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<LlamaGenRun> {
+        self.sample_run(labels, cfg, sampling, seed, false, progress)
     }
 
     /// [`generate`](Self::generate), also keeping every step's logits in the run (as
@@ -58,7 +71,7 @@ impl LlamaGen {
         sampling: &SamplingConfig,
         seed: u64,
     ) -> Result<LlamaGenRun> {
-        self.sample_run(labels, cfg, sampling, seed, true)
+        self.sample_run(labels, cfg, sampling, seed, true, &mut |_| {})
     }
 
     fn sample_run(
@@ -68,6 +81,7 @@ impl LlamaGen {
         sampling: &SamplingConfig,
         seed: u64,
         record: bool,
+        progress: &mut dyn FnMut(usize),
     ) -> Result<LlamaGenRun> {
         sampling.validate()?;
         let rng = Box::new(SeededRng::new(seed).fork(LLAMAGEN_SAMPLING_STREAM));
@@ -75,7 +89,7 @@ impl LlamaGen {
             rng,
             sampling: *sampling,
         };
-        self.run_loop(labels, cfg, source, record)
+        self.run_loop(labels, cfg, source, record, progress)
     }
 
     /// Replays given tokens (`B` rows of `block_size`) through the cached loop with guidance
@@ -89,7 +103,7 @@ impl LlamaGen {
     ) -> Result<LlamaGenRun> {
         self.check_labels(labels)?;
         self.check_tokens(tokens, labels.len(), self.config().block_size)?;
-        self.run_loop(labels, cfg, Source::Replay(tokens), true)
+        self.run_loop(labels, cfg, Source::Replay(tokens), true, &mut |_| {})
     }
 
     /// The raster grid position of generation step `t` ([`LlamaGen::token_order`]).
@@ -106,6 +120,7 @@ impl LlamaGen {
         cfg: f32,
         mut source: Source<'_>,
         record: bool,
+        progress: &mut dyn FnMut(usize),
     ) -> Result<LlamaGenRun> {
         self.check_labels(labels)?;
         if !cfg.is_finite() {
@@ -165,6 +180,7 @@ impl LlamaGen {
                 row.push(t);
             }
             step += 1;
+            progress(step);
             if step == steps {
                 break;
             }
