@@ -379,7 +379,7 @@ impl Pipeline {
                 let total = g + 1;
                 // A progress step per block of `g` tokens (a grid row in raster order).
                 let mut per_token = |t: usize| {
-                    if t % g == 0 {
+                    if t.is_multiple_of(g) {
                         progress(Progress {
                             done: t / g,
                             total,
