@@ -13,29 +13,10 @@ mod common;
 use arvis_core::sampling::{SamplingConfig, filter_row};
 use arvis_core::{Device, Tolerance};
 use arvis_models::var::Var;
-use common::{Errs, TestResult, as_indices, open_golden};
+use common::{Errs, TestResult, as_indices, check, open_golden};
 
 const LOGITS_TOL: Tolerance = Tolerance::new(1e-4, 1e-5);
 const IMAGE_TOL: Tolerance = Tolerance::new(0.0, 1e-3);
-
-fn check(
-    what: &str,
-    got: &arvis_core::Tensor,
-    want: &arvis_core::Tensor,
-    tol: Tolerance,
-) -> TestResult<Errs> {
-    if got.shape() != want.shape() {
-        return Err(format!(
-            "{what}: shape {:?}, expected {:?}",
-            got.shape(),
-            want.shape()
-        )
-        .into());
-    }
-    tol.check(&got.to_vec(), &want.to_vec())
-        .map_err(|m| format!("{what}: {m}"))?;
-    Errs::of(got, want)
-}
 
 /// Guided logits against the reference, with the bound scaled by the operands' magnitude.
 fn check_guided(

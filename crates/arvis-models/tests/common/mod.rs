@@ -116,3 +116,23 @@ pub fn tiny_configs_ten_scales(shared_aln: bool) -> (VarConfig, VqVaeConfig) {
     vae.num_res_blocks = 2;
     (var, vae)
 }
+
+/// `got` against the reference `want` within `tol` (shapes first), with the error summary.
+pub fn check(
+    what: &str,
+    got: &Tensor,
+    want: &Tensor,
+    tol: arvis_core::Tolerance,
+) -> TestResult<Errs> {
+    if got.shape() != want.shape() {
+        return Err(format!(
+            "{what}: shape {:?}, expected {:?}",
+            got.shape(),
+            want.shape()
+        )
+        .into());
+    }
+    tol.check(&got.to_vec(), &want.to_vec())
+        .map_err(|m| format!("{what}: {m}"))?;
+    Errs::of(got, want)
+}
