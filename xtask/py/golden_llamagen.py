@@ -7,6 +7,10 @@ Outputs (paths relative to --out, default the repository root):
 - crates/arvis-tokenizer/tests/golden/llamagen_vq_tiny.safetensors: a tiny official `VQModel`
   (`vq.*`, the real VQ-16 structure with few channels) and its round trip of a random image
   (`golden.img`, `golden.latent`, `golden.idx`, `golden.quant`, `golden.rec`);
+- crates/arvis-models/tests/golden/llamagen_gpt_b_block.safetensors: one block at GPT-B widths
+  (dim 768, 12 heads, vocabulary 16384) with *hashed* weights (a formula Rust evaluates
+  bit-identically, so only the run is stored): a recorded CFG generation's tokens, logits at a few
+  steps (first 2048 columns) and the teacher-forced logits there;
 - crates/arvis-models/tests/golden/llamagen_gpt_tiny.safetensors: a tiny official c2i GPT
   (`gpt.*`: 2 layers, dim 128, 2 heads of the real head dim 64, the real 16×16 grid and
   block_size 256, vocabulary 4096 = the tiny VQ's codebook) and one recorded `generate` run with
@@ -37,6 +41,19 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 TOK_PATH = "crates/arvis-tokenizer/tests/golden/llamagen_vq_tiny.safetensors"
 GPT_PATH = "crates/arvis-models/tests/golden/llamagen_gpt_tiny.safetensors"
+WIDE_PATH = "crates/arvis-models/tests/golden/llamagen_gpt_b_block.safetensors"
+# One block at GPT-B widths (dim 768, 12 heads of 64, SwiGLU hidden 2048, the real vocabulary
+# 16384). Its 19.6M weights are not stored: they are *hashed weights* (`hashed_weights` below,
+# `arvis_models::llamagen::random::hashed_weights_bytes` in Rust), a formula both languages
+# evaluate bit-identically, so the fixture holds only the recorded run.
+WIDE_GPT = dict(n_layer=1, dim=768, n_head=12, vocab_size=16384, block_size=256, num_classes=1000,
+                cls_token_num=1, class_dropout_prob=0.1)
+WIDE_SEED = 7
+WIDE_LABELS = [207, 980]
+# Recorded steps of the wide run, and the vocabulary columns kept of their logits (the whole
+# hidden state feeds every column, so a slice checks the block; all 16384 would be 4x the size).
+WIDE_STEPS = [0, 1, 2, 127, 255]
+WIDE_COLS = 2048
 TINY_GPT = dict(n_layer=2, dim=128, n_head=2, vocab_size=4096, block_size=256, num_classes=1000,
                 cls_token_num=1, class_dropout_prob=0.1)
 LABELS = [3, 7]
@@ -259,6 +276,124 @@ def gpt_fixture(gpt, gen, vq, args) -> None:
     write(os.path.join(args.out, GPT_PATH), tensors, meta)
 
 
+MASK64 = (1 << 64) - 1
+
+
+def fnv1a64(name: str) -> int:
+    h = 0xCBF29CE484222325
+    for byte in name.encode():
+        h = ((h ^ byte) * 0x100000001B3) & MASK64
+    return h
+
+
+def hashed_uniform(name: str, seed: int, n: int):
+    """u_i in [-1, 1), i < n: the top 24 bits of splitmix64(fnv1a64(name) + seed·2^32 + i) as
+    k/2^23 − 1 (exact in f32)."""
+    import numpy as np
+
+    base = np.uint64((fnv1a64(name) + (seed << 32)) & MASK64)
+    with np.errstate(over="ignore"):
+        x = base + np.arange(n, dtype=np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    k = (x >> np.uint64(40)).astype(np.float32)
+    return k / np.float32(1 << 23) - np.float32(1.0)
+
+
+def hashed_weights(model: nn.Module, seed: int) -> None:
+    """Every parameter = mean + scale · hashed_uniform (the f32 scale computed in f64 then rounded;
+    the product and sum in f32): linears scale √3·gain/√fan_in (unit-variance outputs; `output`
+    gain 2), embeddings √3, RMSNorm weights 1 + 0.1·√3·u. The Rust twin is
+    `arvis_models::llamagen::random::hashed_weights_bytes`."""
+    import numpy as np
+
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "embedding" in name:
+                mean, scale = 0.0, math.sqrt(3.0)
+            elif name.endswith("norm.weight"):
+                mean, scale = 1.0, 0.1 * math.sqrt(3.0)
+            elif p.dim() == 2:
+                gain = 2.0 if name == "output.weight" else 1.0
+                mean, scale = 0.0, math.sqrt(3.0) * gain / math.sqrt(p.shape[1])
+            else:
+                raise RuntimeError(f"hashed_weights: unhandled parameter {name} {tuple(p.shape)}")
+            u = hashed_uniform(name, seed, p.numel())
+            v = u * np.float32(scale) + np.float32(mean)
+            p.copy_(torch.from_numpy(v.astype(np.float32)).reshape(p.shape))
+
+
+@torch.no_grad()
+def wide_fixture(gpt, gen, args) -> None:
+    """One GPT-B-width block with hashed weights: a recorded CFG `generate` run (every token, the
+    guided and conditional logits at WIDE_STEPS, first WIDE_COLS columns) and the teacher-forced
+    logits at the same positions."""
+    model = gpt.Transformer(gpt.ModelArgs(**WIDE_GPT)).eval()
+    hashed_weights(model, WIDE_SEED)
+    labels = torch.tensor(WIDE_LABELS)
+    b = len(labels)
+    raw, mixed = [], []
+    forward = model.forward
+
+    def recording_forward(*a, **k):
+        out = forward(*a, **k)
+        raw.append(out[0][:, -1].clone())
+        return out
+
+    sample = gen.sample
+
+    def recording_sample(logits, **k):
+        mixed.append(logits[:, -1].clone())
+        return sample(logits, **k)
+
+    model.forward = recording_forward
+    gen.sample = recording_sample
+    torch.manual_seed(args.seed + 2)
+    seq = gen.generate(model, labels, WIDE_GPT["block_size"], **SAMPLING)
+    gen.sample = sample
+    del model.forward
+    for layer in model.layers:
+        layer.attention.kv_cache = None
+    teacher, _ = model(seq[:, :-1], labels, input_pos=torch.arange(WIDE_GPT["block_size"]))
+    steps = torch.tensor(WIDE_STEPS)
+    raw_t = torch.stack(raw)[steps, :, :WIDE_COLS]
+    mixed_t = torch.stack(mixed)[steps, :, :WIDE_COLS]
+    gap = float((teacher[:, steps, :WIDE_COLS] - raw_t[:, :b].transpose(0, 1)).abs().max())
+    print(f"gpt-b block: {b}×{seq.shape[1]} tokens, |mixed logits| max {mixed_t.abs().max():.2f}, "
+          f"teacher vs cached max |Δ| {gap:.2e}")
+    cfg = dict(WIDE_GPT)
+    cfg = dict(dim=cfg["dim"], n_layer=cfg["n_layer"], n_head=cfg["n_head"],
+               vocab_size=cfg["vocab_size"], block_size=cfg["block_size"],
+               num_classes=cfg["num_classes"], cls_token_num=cfg["cls_token_num"],
+               multiple_of=256, norm_eps=1e-5, rope_base=10000.0)
+    tensors = {
+        "golden.labels": labels.float(),
+        "golden.cfg": torch.tensor([SAMPLING["cfg_scale"]]),
+        "golden.temperature": torch.tensor([SAMPLING["temperature"]]),
+        "golden.top_k": torch.tensor([float(SAMPLING["top_k"])]),
+        "golden.top_p": torch.tensor([SAMPLING["top_p"]]),
+        "golden.tokens": seq.float().contiguous(),
+        "golden.steps": steps.float(),
+        "golden.logits": mixed_t.contiguous(),
+        "golden.logits_cond": raw_t[:, :b].contiguous(),
+        "golden.teacher_logits": teacher[:, steps, :WIDE_COLS].contiguous(),
+    }
+    # The first values of a few weights: a formula mismatch then fails with its own message.
+    params = dict(model.named_parameters())
+    for name in ("tok_embeddings.weight", "layers.0.attention.wqkv.weight", "norm.weight",
+                 "output.weight"):
+        tensors[f"golden.probe.{name}"] = params[name].detach().reshape(-1)[:64].contiguous()
+    meta = {
+        "arvis.family": "llamagen-golden-hashed",
+        "arvis.config": json.dumps({"gpt": cfg}),
+        "arvis.source": source(args),
+        "arvis.golden.hashed_seed": str(WIDE_SEED),
+        "arvis.golden.cols": str(WIDE_COLS),
+    }
+    write(os.path.join(args.out, WIDE_PATH), tensors, meta)
+
+
 def source(args) -> str:
     try:
         rev = subprocess.check_output(["git", "-C", args.llamagen_repo, "rev-parse", "--short", "HEAD"],
@@ -301,6 +436,7 @@ def main() -> None:
     import autoregressive.models.gpt as gpt  # official code
     import autoregressive.models.generate as gen  # official code
     gpt_fixture(gpt, gen, vq, args)
+    wide_fixture(gpt, gen, args)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ mod ci;
 mod codegen;
 mod criterion;
 mod gpu_report;
+mod llamagen;
 mod machine;
 mod report;
 mod var;
@@ -47,6 +48,15 @@ Commands:
       --quick             tiny shapes (a smoke test, e.g. on lavapipe)
       --profile           per-op GPU time of one VAR generation (timestamp queries)
       --runs N            timed runs per measurement (default 10)
+  llamagen-bench [options]
+                        LlamaGen GPT-B generation (256 tokens, CFG 4, top-k 2000, fp32, 2 threads)
+                        in arvis and in the official code (ARVIS_LLAMAGEN_REPO), same weights,
+                        the sides alternating; table to target/bench-data/llamagen.md
+      --batches LIST      batch sizes (default 1,8)
+      --rounds N          timed generations per side and batch (default 3)
+      --weights FILE      weights both sides load (default:
+                          target/bench-data/llamagen_gpt_b_random.safetensors, written by the
+                          official code with seeded random weights when missing)
   help                  this text
 
 Environment:
@@ -57,6 +67,7 @@ Environment:
   ARVIS_VAR_D16_WEIGHTS weights file both VAR sides load (default:
                         target/bench-data/var_d16_random.safetensors, written by the official
                         code with seeded random weights when missing)
+  ARVIS_LLAMAGEN_REPO   FoundationVision/LlamaGen checkout for `llamagen-bench`
   ARVIS_FP32_PEAK_TFLOPS fp32 peak the GPU report rates against (default: a table of known GPUs)
   ARVIS_PEAK_GHZ        clock of the theoretical peak FLOP/s (default: `cpu MHz` of
                         /proc/cpuinfo); compute-bound ops are rated against the measured
@@ -70,6 +81,7 @@ fn main() -> ExitCode {
         Some("ci") => ci::run(&args[1..]),
         Some("codegen") => codegen::run(&args[1..]),
         Some("gpu-report") => gpu_report::run(&args[1..]),
+        Some("llamagen-bench") => llamagen::run(&args[1..]),
         Some("bench") => bench::BenchArgs::parse(&args[1..]).and_then(|a| bench::run(&a)),
         Some("help" | "--help" | "-h") | None => {
             print!("{HELP}");

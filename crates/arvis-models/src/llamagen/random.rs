@@ -126,6 +126,65 @@ pub fn random_weights_bytes(
     })
 }
 
+/// `u_i ∈ [-1, 1)` for `i < out.len()`: the top 24 bits of
+/// `splitmix64(fnv1a64(name) + seed·2³² + i)` as `k / 2²³ − 1` (exact in f32). A formula, not a
+/// generator state, so `xtask/py/golden_llamagen.py` (`hashed_uniform`, numpy) computes the
+/// same bits: fixtures at real widths can leave their weights out.
+pub fn hashed_uniform(name: &str, seed: u64, out: &mut [f32]) {
+    let mut h: u64 = 0xCBF2_9CE4_8422_2325;
+    for &b in name.as_bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3);
+    }
+    let base = h.wrapping_add(seed << 32);
+    for (i, o) in out.iter_mut().enumerate() {
+        let mut x = base
+            .wrapping_add(i as u64)
+            .wrapping_add(0x9E37_79B9_7F4A_7C15);
+        x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^= x >> 31;
+        *o = (x >> 40) as f32 / (1u32 << 23) as f32 - 1.0;
+    }
+}
+
+/// A LlamaGen GPT file (all F32, tensors under `gpt.`) whose every parameter is
+/// `mean + scale · hashed_uniform(official name, seed)`: linears `√3·gain/√fan_in` (`output`
+/// gain 2), embeddings `√3`, RMSNorm weights `1 + 0.1·√3·u` (unit variance like
+/// [`random_weights_bytes`], but bit-identical to the Python twin `hashed_weights` in
+/// `xtask/py/golden_llamagen.py`; the scale is computed in f64 and rounded to f32, the product
+/// and sum are f32).
+pub fn hashed_weights_bytes(gpt: &LlamaGenConfig, seed: u64) -> Result<Vec<u8>> {
+    gpt.validate()?;
+    let specs = gpt_tensor_specs(gpt);
+    let file_specs: Vec<TensorSpec> = specs
+        .iter()
+        .map(|(n, s)| (format!("gpt.{n}"), s.clone()))
+        .collect();
+    let metadata = llamagen_metadata(
+        gpt,
+        None,
+        &format!("arvis-models hashed LlamaGen weights, seed {seed}"),
+    )?;
+    let sqrt3 = 3f64.sqrt();
+    write_safetensors(&file_specs, &metadata, |i, _, out| {
+        let (name, shape) = &specs[i];
+        let (mean, scale) = if name.contains("embedding") {
+            (0.0, sqrt3)
+        } else if name.ends_with("norm.weight") {
+            (1.0, 0.1 * sqrt3)
+        } else {
+            let gain = if name == "output.weight" { 2.0 } else { 1.0 };
+            (0.0, sqrt3 * gain / (shape[1] as f64).sqrt())
+        };
+        hashed_uniform(name, seed, out);
+        let (mean, scale) = (mean as f32, scale as f32);
+        for v in out.iter_mut() {
+            *v = *v * scale + mean;
+        }
+        Ok(())
+    })
+}
+
 impl LlamaGen {
     /// A GPT with seeded random weights (see the [module docs](super::random)) on the CPU, for
     /// tests and demos. Goes through [`LlamaGen::load_on`] like a real file.
