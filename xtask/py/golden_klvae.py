@@ -114,7 +114,7 @@ def smooth_image(b: int, size: int, g: torch.Generator) -> torch.Tensor:
 def source(args) -> str:
     try:
         rev = subprocess.check_output(["git", "-C", args.mar_repo, "rev-parse", "--short", "HEAD"],
-                                      text=True).strip()
+                                      text=True, stderr=subprocess.DEVNULL).strip()
     except (OSError, subprocess.CalledProcessError):
         rev = "fe470ac (not a git checkout; the revision models.md pins)"
     return (f"python xtask/py/golden_klvae.py --seed {args.seed} --image-size {args.image_size}; "
