@@ -120,6 +120,26 @@ impl VqVaeConfig {
         Ok(cfg)
     }
 
+    /// The encoder/decoder structure: attention (fused `qkv`) after every residual block of the
+    /// lowest-resolution level of both (`using_sa`) and in `mid` (`using_mid_sa`).
+    pub(crate) fn layout(&self) -> crate::encoder::CodecLayout {
+        let n = self.ch_mult.len();
+        let lowest: Vec<bool> = (0..n).map(|i| self.using_sa && i + 1 == n).collect();
+        crate::encoder::CodecLayout {
+            in_channels: self.in_channels,
+            ch: self.ch,
+            ch_mult: self.ch_mult.clone(),
+            num_res_blocks: self.num_res_blocks,
+            norm_groups: self.norm_groups,
+            z_channels: self.z_channels,
+            double_z: false,
+            encoder_attn: lowest.clone(),
+            decoder_attn: lowest,
+            mid_attn: self.using_mid_sa,
+            qkv: crate::blocks::QkvLayout::Fused,
+        }
+    }
+
     /// Spatial downsample factor of the encoder, `2^(len(ch_mult) − 1)` (16 for VAR).
     pub fn downsample(&self) -> usize {
         1 << self.ch_mult.len().saturating_sub(1)

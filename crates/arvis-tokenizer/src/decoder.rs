@@ -1,17 +1,18 @@
-//! The VQ-VAE decoder (official `Decoder`): latent `[B, Cvae, h, w]` → image (unclamped).
+//! The LDM-style decoder (official `Decoder` of VAR and of MAR's KL-VAE): latent
+//! `[B, Cz, h, w]` → image (unclamped).
 
 use arvis_core::{Tensor, WeightsScope};
 
 use crate::blocks::{AttnBlock, Conv2d, GroupNorm, ResnetBlock, Upsample};
 use crate::config::VqVaeConfig;
-use crate::encoder::{Level, Mid, Resample};
+use crate::encoder::{CodecLayout, Level, Mid, Resample};
 use crate::error::Result;
 use crate::params::{Backend, Params};
 
 /// The decoder: `conv_in` to `ch·ch_mult[-1]`, `mid`, then the `up.{i}` levels from the lowest
 /// resolution (`i = len − 1`) to the highest (`i = 0`; the official code builds the list with
-/// `insert(0)`), each with `num_res_blocks + 1` residual blocks (attention after each at the
-/// lowest resolution) and a nearest×2 + conv upsample after every level but `up.0`; finally
+/// `insert(0)`), each with `num_res_blocks + 1` residual blocks (attention after each where the
+/// model places it: VAR at the lowest resolution, MAR's KL-VAE nowhere) and a nearest×2 + conv upsample after every level but `up.0`; finally
 /// `norm_out`, SiLU, `conv_out` to the image channels.
 #[derive(Clone, Debug)]
 pub struct Decoder {
@@ -25,7 +26,7 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub(crate) fn build(p: &Params<'_, '_>, cfg: &VqVaeConfig) -> Result<Self> {
+    pub(crate) fn build(p: &Params<'_, '_>, cfg: &CodecLayout) -> Result<Self> {
         let (ch, g, n) = (cfg.ch, cfg.norm_groups, cfg.ch_mult.len());
         let mut block_in = ch * cfg.ch_mult[n - 1];
         let conv_in = Conv2d::build_same(&p.scope("conv_in"), cfg.z_channels, block_in, 3)?;
@@ -46,11 +47,12 @@ impl Decoder {
                     g,
                 )?);
                 block_in = block_out;
-                if i == n - 1 && cfg.using_sa {
-                    attns.push(AttnBlock::build(
+                if cfg.decoder_attn.get(i) == Some(&true) {
+                    attns.push(AttnBlock::build_with(
                         &lp.scope(format!("attn.{b}")),
                         block_in,
                         g,
+                        cfg.qkv,
                     )?);
                 }
             }
@@ -78,11 +80,11 @@ impl Decoder {
         })
     }
 
-    /// Loads the decoder from `scope` (positioned at `vae.decoder`).
+    /// Loads VAR's VQ-VAE decoder from `scope` (positioned at `vae.decoder`).
     pub fn load(scope: &WeightsScope<'_>, cfg: &VqVaeConfig) -> Result<Self> {
         cfg.validate()?;
         let backend = Backend::Weights(scope.clone());
-        Self::build(&Params::new(&backend), cfg)
+        Self::build(&Params::new(&backend), &cfg.layout())
     }
 
     /// Latent channels it expects.

@@ -1,11 +1,37 @@
-//! The VQ-VAE encoder (official `Encoder`, `double_z=False`): image → latent `[B, Cvae, h, w]`.
+//! The LDM-style encoder shared by VAR's VQ-VAE (official `Encoder`, `double_z=False`) and
+//! MAR's KL-16 VAE (`double_z=True`): image → latent `[B, Cz, h, w]`.
 
 use arvis_core::{Tensor, WeightsScope};
 
-use crate::blocks::{AttnBlock, Conv2d, Downsample, GroupNorm, ResnetBlock};
+use crate::blocks::{AttnBlock, Conv2d, Downsample, GroupNorm, QkvLayout, ResnetBlock};
 use crate::config::VqVaeConfig;
 use crate::error::Result;
 use crate::params::{Backend, Params};
+
+/// The structure of an LDM-style encoder/decoder pair (`down.{i}` / `up.{i}` levels,
+/// `mid.{block_1, attn_1, block_2}`), which VAR's VQ-VAE and MAR's KL-VAE share; the two differ
+/// only in the fields below.
+#[derive(Clone, Debug)]
+pub(crate) struct CodecLayout {
+    pub(crate) in_channels: usize,
+    pub(crate) ch: usize,
+    pub(crate) ch_mult: Vec<usize>,
+    /// Encoder residual blocks per level (the decoder has one more).
+    pub(crate) num_res_blocks: usize,
+    pub(crate) norm_groups: usize,
+    /// Decoder input channels; the encoder outputs twice as many with `double_z`.
+    pub(crate) z_channels: usize,
+    /// Encoder `conv_out` emits mean and log-variance (`2·z_channels`, KL-VAE).
+    pub(crate) double_z: bool,
+    /// Attention after each residual block of encoder level `i` (`down.{i}.attn.{b}`).
+    pub(crate) encoder_attn: Vec<bool>,
+    /// Attention after each residual block of decoder level `i` (`up.{i}.attn.{b}`).
+    pub(crate) decoder_attn: Vec<bool>,
+    /// `mid.attn_1` between the two middle residual blocks.
+    pub(crate) mid_attn: bool,
+    /// How attention blocks store q, k, v (fused for VAR, separate for LDM/MAR).
+    pub(crate) qkv: QkvLayout,
+}
 
 /// One resolution level: residual blocks, optional attention after each, optional downsample.
 #[derive(Clone, Debug)]
@@ -61,12 +87,12 @@ impl Mid {
         }
     }
 
-    pub(crate) fn build(p: &Params<'_, '_>, c: usize, cfg: &VqVaeConfig) -> Result<Self> {
-        let g = cfg.norm_groups;
+    pub(crate) fn build(p: &Params<'_, '_>, c: usize, layout: &CodecLayout) -> Result<Self> {
+        let g = layout.norm_groups;
         Ok(Mid {
             block_1: ResnetBlock::build(&p.scope("block_1"), c, c, g)?,
-            attn_1: if cfg.using_mid_sa {
-                Some(AttnBlock::build(&p.scope("attn_1"), c, g)?)
+            attn_1: if layout.mid_attn {
+                Some(AttnBlock::build_with(&p.scope("attn_1"), c, g, layout.qkv)?)
             } else {
                 None
             },
@@ -83,9 +109,10 @@ impl Mid {
     }
 }
 
-/// The encoder: `conv_in`, `down.{i}` levels (attention at the lowest resolution, a stride-2
-/// downsample after every level but the last), `mid`, then `norm_out`, SiLU, `conv_out` to
-/// `z_channels`.
+/// The encoder: `conv_in`, `down.{i}` levels (attention where the model places it — VAR: the
+/// lowest resolution; MAR's KL-VAE: the 16×16 level —, a stride-2 downsample after every level
+/// but the last), `mid`, then `norm_out`, SiLU, `conv_out` to `z_channels` (VQ-VAE) or
+/// `2·z_channels` (KL-VAE: mean and log-variance).
 #[derive(Clone, Debug)]
 pub struct Encoder {
     conv_in: Conv2d,
@@ -97,8 +124,9 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    pub(crate) fn build(p: &Params<'_, '_>, cfg: &VqVaeConfig) -> Result<Self> {
-        let (ch, g, n) = (cfg.ch, cfg.norm_groups, cfg.ch_mult.len());
+    pub(crate) fn build(p: &Params<'_, '_>, cfg: &CodecLayout) -> Result<Self> {
+        let (ch, g) = (cfg.ch, cfg.norm_groups);
+        let n = cfg.ch_mult.len();
         let conv_in = Conv2d::build_same(&p.scope("conv_in"), cfg.in_channels, ch, 3)?;
         let mut block_in = ch;
         let mut down = Vec::with_capacity(n);
@@ -115,11 +143,12 @@ impl Encoder {
                     g,
                 )?);
                 block_in = block_out;
-                if i == n - 1 && cfg.using_sa {
-                    attns.push(AttnBlock::build(
+                if cfg.encoder_attn.get(i) == Some(&true) {
+                    attns.push(AttnBlock::build_with(
                         &lp.scope(format!("attn.{b}")),
                         block_in,
                         g,
+                        cfg.qkv,
                     )?);
                 }
             }
@@ -142,16 +171,21 @@ impl Encoder {
             down,
             mid: Mid::build(&p.scope("mid"), block_in, cfg)?,
             norm_out: GroupNorm::build(&p.scope("norm_out"), block_in, g)?,
-            conv_out: Conv2d::build_same(&p.scope("conv_out"), block_in, cfg.z_channels, 3)?,
+            conv_out: Conv2d::build_same(
+                &p.scope("conv_out"),
+                block_in,
+                cfg.z_channels * if cfg.double_z { 2 } else { 1 },
+                3,
+            )?,
             in_channels: cfg.in_channels,
         })
     }
 
-    /// Loads the encoder from `scope` (positioned at `vae.encoder`).
+    /// Loads VAR's VQ-VAE encoder from `scope` (positioned at `vae.encoder`).
     pub fn load(scope: &WeightsScope<'_>, cfg: &VqVaeConfig) -> Result<Self> {
         cfg.validate()?;
         let backend = Backend::Weights(scope.clone());
-        Self::build(&Params::new(&backend), cfg)
+        Self::build(&Params::new(&backend), &cfg.layout())
     }
 
     /// Image channels it expects.
@@ -159,7 +193,8 @@ impl Encoder {
         self.in_channels
     }
 
-    /// `[B, in_channels, H, W]` → `[B, z_channels, H/f, W/f]` (`f` = downsample factor; `H` and
+    /// `[B, in_channels, H, W]` → `[B, z, H/f, W/f]` (`z` = `z_channels`, doubled for the
+    /// KL-VAE; `f` = downsample factor; `H` and
     /// `W` must be multiples of `f`, which the caller checks).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = self.conv_in.forward(x)?;

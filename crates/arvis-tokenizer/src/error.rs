@@ -16,11 +16,11 @@ pub enum TokenizerError {
     /// An error from `arvis-core` (weights loading, tensor ops).
     #[error(transparent)]
     Core(#[from] arvis_core::Error),
-    /// The VQ-VAE configuration is inconsistent (names the field and why).
-    #[error("invalid VQ-VAE config: {0}")]
+    /// A tokenizer configuration is inconsistent (names the field and why).
+    #[error("invalid tokenizer config: {0}")]
     Config(String),
     /// The configuration JSON could not be parsed.
-    #[error("VQ-VAE config JSON: {0}")]
+    #[error("tokenizer config JSON: {0}")]
     ConfigJson(#[from] serde_json::Error),
     /// A tensor handed to the tokenizer has the wrong shape.
     #[error("{op}: expected {expected}, found shape {found:?}")]

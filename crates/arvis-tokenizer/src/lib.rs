@@ -6,6 +6,7 @@ pub mod decoder;
 pub mod encoder;
 pub mod error;
 pub mod image;
+pub mod kl;
 pub mod llamagen;
 mod params;
 pub mod phi;
@@ -15,6 +16,7 @@ pub mod vqvae;
 
 pub use config::VqVaeConfig;
 pub use error::{Result, TokenizerError};
+pub use kl::{KlVae, KlVaeConfig, MAR_LATENT_SCALE, Posterior};
 pub use llamagen::{LlamaGenVq, LlamaGenVqConfig};
 pub use phi::{Phi, VAR_PHI_TABLE, phi_index_rule, phi_ticks};
 pub use quant::MultiScaleVq;

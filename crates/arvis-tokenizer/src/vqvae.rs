@@ -29,10 +29,11 @@ impl VqVae {
     fn build(p: &Params<'_, '_>, cfg: &VqVaeConfig) -> Result<Self> {
         cfg.validate()?;
         let (z, ks) = (cfg.z_channels, cfg.quant_conv_ks);
+        let layout = cfg.layout();
         Ok(VqVae {
             cfg: cfg.clone(),
-            encoder: Encoder::build(&p.scope("encoder"), cfg)?,
-            decoder: Decoder::build(&p.scope("decoder"), cfg)?,
+            encoder: Encoder::build(&p.scope("encoder"), &layout)?,
+            decoder: Decoder::build(&p.scope("decoder"), &layout)?,
             quantize: MultiScaleVq::build(&p.scope("quantize"), cfg)?,
             quant_conv: Conv2d::build_same(&p.scope("quant_conv"), z, z, ks)?,
             post_quant_conv: Conv2d::build_same(&p.scope("post_quant_conv"), z, z, ks)?,
