@@ -132,17 +132,42 @@ impl DiffusionSampler {
         guidance: Option<f32>,
         noise: &mut dyn NoiseSource,
     ) -> Result<Tensor> {
-        let shape = [batch, channels];
-        let mut x = noise.initial(&shape)?;
+        let mut x = noise.initial(&[batch, channels])?;
         for i in (0..self.schedule.len()).rev() {
-            let t = self.schedule.timestep_map()[i];
-            let pred = predict(model, &x, t, channels, guidance)?;
-            x = match self.method {
-                DiffusionMethod::Ddpm => self.ddpm_step(i, &x, &pred, noise)?,
-                DiffusionMethod::Ddim { eta } => self.ddim_step(i, &x, &pred, eta, noise)?,
-            };
+            x = self.step(model, i, &x, guidance, noise)?;
         }
         Ok(x)
+    }
+
+    /// One update, from respaced step `i` to `i − 1` (`i = 0` gives the final tokens): `x` is
+    /// `[B, C]`, the model is run as in [`DiffusionSampler::sample`], and step `i`'s noise is
+    /// drawn when the step adds noise. For callers that drive the chain themselves (replays,
+    /// speculative decoding).
+    ///
+    /// Errors: [`HeadError::Config`] when `i` is not a step of the schedule; otherwise as
+    /// [`DiffusionSampler::sample`].
+    pub fn step(
+        &self,
+        model: &dyn DenoiseModel,
+        i: usize,
+        x: &Tensor,
+        guidance: Option<f32>,
+        noise: &mut dyn NoiseSource,
+    ) -> Result<Tensor> {
+        let Some(&t) = self.schedule.timestep_map().get(i) else {
+            return Err(HeadError::config(
+                "diffusion step",
+                format!("step {i} of a {}-step schedule", self.schedule.len()),
+            ));
+        };
+        let &[_, channels] = x.shape() else {
+            return Err(HeadError::shape("DiffusionSampler::step", "x [B, C]", x.shape()));
+        };
+        let pred = predict(model, x, t, channels, guidance)?;
+        match self.method {
+            DiffusionMethod::Ddpm => self.ddpm_step(i, x, &pred, noise),
+            DiffusionMethod::Ddim { eta } => self.ddim_step(i, x, &pred, eta, noise),
+        }
     }
 
     /// `x̂₀ = √(1/ᾱ)·x − √(1/ᾱ − 1)·ε`, with the coefficients in `f32`.
