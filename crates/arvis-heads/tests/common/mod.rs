@@ -222,6 +222,9 @@ pub struct Component {
     pub cov: M2,
 }
 
+/// Most components a [`Mixture`] may have.
+pub const MAX_COMPONENTS: usize = 2;
+
 /// A mixture of Gaussians (one component: a Gaussian).
 #[derive(Clone, Debug)]
 pub struct Mixture(pub Vec<Component>);
@@ -250,22 +253,70 @@ impl Mixture {
         Moments { mean, cov }
     }
 
-    /// Posterior responsibilities and per-component Gaussian quantities of `y = a·x₀ + b·ε`:
-    /// returns, for each component, (responsibility, mean of y, cov of y).
-    fn posterior(&self, y: [f64; 2], a: f64, b: f64) -> Vec<(f64, [f64; 2], M2)> {
-        let mut out: Vec<(f64, [f64; 2], M2)> = self
-            .0
-            .iter()
-            .map(|c| {
-                let my = vscale(c.mean, a);
-                let sy = c.cov.scale(a * a).add(M2::I.scale(b * b));
-                let d = [y[0] - my[0], y[1] - my[1]];
-                let q = sy.inv().apply(d);
-                let det = sy.0[0][0] * sy.0[1][1] - sy.0[0][1] * sy.0[1][0];
-                let logp = c.weight.ln() - 0.5 * (d[0] * q[0] + d[1] * q[1]) - 0.5 * det.ln();
-                (logp, my, sy)
-            })
-            .collect();
+    /// The per-time quantities of `y = a·x₀ + b·ε` for every component (they depend on the
+    /// time only, so a model prepares them once per call, not per sample).
+    pub fn at(&self, a: f64, b: f64) -> Prepared {
+        assert!(!self.0.is_empty() && self.0.len() <= MAX_COMPONENTS);
+        let mut comps = [None; MAX_COMPONENTS];
+        for (slot, c) in comps.iter_mut().zip(&self.0) {
+            let sy = c.cov.scale(a * a).add(M2::I.scale(b * b));
+            let sy_inv = sy.inv();
+            let det = sy.0[0][0] * sy.0[1][1] - sy.0[0][1] * sy.0[1][0];
+            // Cov(x₀, y)·Σ_y⁻¹ and Var(x₀ | y) = Σ − aΣ·Σ_y⁻¹·aΣ.
+            let gain = c.cov.scale(a).mul(sy_inv);
+            let x0_var = c.cov.add(gain.mul(c.cov.scale(a)).scale(-1.0));
+            *slot = Some(PreparedComponent {
+                log_norm: c.weight.ln() - 0.5 * det.ln(),
+                mean_y: vscale(c.mean, a),
+                sy_inv,
+                mean_x0: c.mean,
+                cov_a: c.cov.scale(a),
+                x0_var: [x0_var.0[0][0], x0_var.0[1][1]],
+            });
+        }
+        Prepared { comps, b }
+    }
+
+    /// `E[ε | x_t]` and the diagonal of `Var(x₀ | x_t)` under `x_t = √ᾱ·x₀ + √(1−ᾱ)·ε`.
+    pub fn eps_and_x0_var(&self, x: [f64; 2], alpha_bar: f64) -> ([f64; 2], [f64; 2]) {
+        self.at(alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt()).eps_and_x0_var(x)
+    }
+
+    /// `E[ε − x₀ | x_t]` under `x_t = (1 − t)·x₀ + t·ε` (FlowAR's path and target).
+    pub fn velocity(&self, x: [f64; 2], t: f64) -> [f64; 2] {
+        self.at(1.0 - t, t).velocity(x)
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PreparedComponent {
+    log_norm: f64,
+    mean_y: [f64; 2],
+    sy_inv: M2,
+    mean_x0: [f64; 2],
+    /// Cov(x₀, y) = a·Σ.
+    cov_a: M2,
+    x0_var: [f64; 2],
+}
+
+/// A [`Mixture`] seen through `y = a·x₀ + b·ε` at one time.
+#[derive(Clone, Copy, Debug)]
+pub struct Prepared {
+    comps: [Option<PreparedComponent>; MAX_COMPONENTS],
+    b: f64,
+}
+
+impl Prepared {
+    /// For each component: (responsibility, Σ_y⁻¹·(y − E y)); allocation-free.
+    fn posterior(&self, y: [f64; 2]) -> [(f64, [f64; 2]); MAX_COMPONENTS] {
+        let mut out = [(f64::NEG_INFINITY, [0.0; 2]); MAX_COMPONENTS];
+        for (o, c) in out.iter_mut().zip(&self.comps) {
+            if let Some(c) = c {
+                let d = [y[0] - c.mean_y[0], y[1] - c.mean_y[1]];
+                let q = c.sy_inv.apply(d);
+                *o = (c.log_norm - 0.5 * (d[0] * q[0] + d[1] * q[1]), q);
+            }
+        }
         let max = out.iter().map(|o| o.0).fold(f64::NEG_INFINITY, f64::max);
         let z: f64 = out.iter().map(|o| (o.0 - max).exp()).sum();
         for o in &mut out {
@@ -274,37 +325,31 @@ impl Mixture {
         out
     }
 
-    /// `E[ε | x_t]` and the diagonal of `Var(x₀ | x_t)` under `x_t = √ᾱ·x₀ + √(1−ᾱ)·ε`.
-    pub fn eps_and_x0_var(&self, x: [f64; 2], alpha_bar: f64) -> ([f64; 2], [f64; 2]) {
-        let (a, b) = (alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt());
-        let post = self.posterior(x, a, b);
+    /// `E[ε | y]` (Cov(ε, y) = b·I) and the diagonal of `Var(x₀ | y)`.
+    pub fn eps_and_x0_var(&self, y: [f64; 2]) -> ([f64; 2], [f64; 2]) {
         let mut eps = [0.0; 2];
         let mut m1 = [0.0; 2];
         let mut m2 = [0.0; 2];
-        for ((r, my, sy), c) in post.iter().zip(&self.0) {
-            let q = sy.inv().apply([x[0] - my[0], x[1] - my[1]]);
-            // Cov(ε, y) = b·I, Cov(x₀, y) = a·Σ.
-            let e = vscale(q, b);
-            let mx0 = vadd(c.mean, c.cov.scale(a).apply(q));
-            let vx0 = c.cov.add(c.cov.scale(a).mul(sy.inv()).mul(c.cov.scale(a)).scale(-1.0));
-            eps = vadd(eps, vscale(e, *r));
+        for ((r, q), c) in self.posterior(y).into_iter().zip(&self.comps) {
+            let Some(c) = c else { continue };
+            eps = vadd(eps, vscale(q, r * self.b));
+            let mx0 = vadd(c.mean_x0, c.cov_a.apply(q));
             for j in 0..2 {
                 m1[j] += r * mx0[j];
-                m2[j] += r * (vx0.0[j][j] + mx0[j] * mx0[j]);
+                m2[j] += r * (c.x0_var[j] + mx0[j] * mx0[j]);
             }
         }
         (eps, [m2[0] - m1[0] * m1[0], m2[1] - m1[1] * m1[1]])
     }
 
-    /// `E[ε − x₀ | x_t]` under `x_t = (1 − t)·x₀ + t·ε` (FlowAR's path and target).
-    pub fn velocity(&self, x: [f64; 2], t: f64) -> [f64; 2] {
-        let post = self.posterior(x, 1.0 - t, t);
+    /// `E[ε − x₀ | y]` with `y = (1 − t)·x₀ + t·ε` (`b = t`).
+    pub fn velocity(&self, y: [f64; 2]) -> [f64; 2] {
         let mut v = [0.0; 2];
-        for ((r, my, sy), c) in post.iter().zip(&self.0) {
-            let q = sy.inv().apply([x[0] - my[0], x[1] - my[1]]);
-            let e = vscale(q, t);
-            let mx0 = vadd(c.mean, c.cov.scale(1.0 - t).apply(q));
-            v = vadd(v, vscale([e[0] - mx0[0], e[1] - mx0[1]], *r));
+        for ((r, q), c) in self.posterior(y).into_iter().zip(&self.comps) {
+            let Some(c) = c else { continue };
+            let e = vscale(q, self.b);
+            let mx0 = vadd(c.mean_x0, c.cov_a.apply(q));
+            v = vadd(v, vscale([e[0] - mx0[0], e[1] - mx0[1]], r));
         }
         v
     }
