@@ -161,7 +161,11 @@ impl DiffusionSampler {
             ));
         };
         let &[_, channels] = x.shape() else {
-            return Err(HeadError::shape("DiffusionSampler::step", "x [B, C]", x.shape()));
+            return Err(HeadError::shape(
+                "DiffusionSampler::step",
+                "x [B, C]",
+                x.shape(),
+            ));
         };
         let pred = predict(model, x, t, channels, guidance)?;
         match self.method {

@@ -78,8 +78,7 @@ impl DiffusionHeadConfig {
 
     /// Checks every size is positive.
     pub fn validate(&self) -> Result<()> {
-        if self.token_channels == 0 || self.z_channels == 0 || self.width == 0 || self.depth == 0
-        {
+        if self.token_channels == 0 || self.z_channels == 0 || self.width == 0 || self.depth == 0 {
             return Err(HeadError::config(
                 "diffusion head",
                 format!("every size must be positive: {self:?}"),
@@ -118,7 +117,10 @@ impl DiffusionHeadConfig {
         v.extend([
             ("final_layer.linear.weight".into(), vec![2 * c, w]),
             ("final_layer.linear.bias".into(), vec![2 * c]),
-            ("final_layer.adaLN_modulation.1.weight".into(), vec![2 * w, w]),
+            (
+                "final_layer.adaLN_modulation.1.weight".into(),
+                vec![2 * w, w],
+            ),
             ("final_layer.adaLN_modulation.1.bias".into(), vec![2 * w]),
         ]);
         v
@@ -181,7 +183,9 @@ impl ResBlock {
         let h = x
             .layer_norm(Some(&self.ln_weight), Some(&self.ln_bias), LN_EPS)?
             .modulate(scale, shift)?;
-        let h = self.mlp2.forward(&self.mlp0.forward_act(&h, Activation::Silu)?)?;
+        let h = self
+            .mlp2
+            .forward(&self.mlp0.forward_act(&h, Activation::Silu)?)?;
         Ok(x.add(&gate.mul(&h)?)?)
     }
 }
@@ -297,7 +301,11 @@ impl DiffusionHead {
         let n = x.shape()[0];
         let w = self.cfg.width;
         if c_emb.shape() != [n, w] {
-            return Err(HeadError::shape("forward", format!("c_emb [{n}, {w}]"), c_emb.shape()));
+            return Err(HeadError::shape(
+                "forward",
+                format!("c_emb [{n}, {w}]"),
+                c_emb.shape(),
+            ));
         }
         let t_rows = t_emb.shape().first().copied().unwrap_or(0);
         if t_emb.rank() != 2 || t_emb.shape()[1] != w || (t_rows != 1 && t_rows != n) {
@@ -336,7 +344,7 @@ impl DiffusionHead {
     ) -> Result<Tensor> {
         self.check_rows("forward_with_cfg", x, self.cfg.token_channels)?;
         let rows = x.shape()[0];
-        if rows % 2 != 0 {
+        if !rows.is_multiple_of(2) {
             return Err(HeadError::shape(
                 "forward_with_cfg",
                 "an even number of rows [cond; uncond]",
@@ -378,7 +386,7 @@ impl DiffusionHead {
         self.check_rows("sample", z, self.cfg.z_channels)?;
         let rows = z.shape()[0];
         let batch = match guidance {
-            Some(_) if rows % 2 != 0 => {
+            Some(_) if !rows.is_multiple_of(2) => {
                 return Err(HeadError::shape(
                     "sample",
                     "[2B, D] conditions [cond; uncond] with guidance",

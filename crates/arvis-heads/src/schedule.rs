@@ -14,7 +14,9 @@ const MAX_BETA: f64 = 0.999;
 
 /// Nichol & Dhariwal's cosine `ᾱ(t) = cos²((t + 0.008)/1.008 · π/2)` for `t ∈ [0, 1]`.
 pub fn cosine_alpha_bar(t: f64) -> f64 {
-    ((t + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2).cos().powi(2)
+    ((t + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2)
+        .cos()
+        .powi(2)
 }
 
 /// The `n` betas of the cosine schedule: `βᵢ = min(1 − ᾱ((i+1)/n)/ᾱ(i/n), 0.999)`

@@ -8,7 +8,7 @@ mod common;
 
 use arvis_core::{SeededRng, Tensor};
 use arvis_heads::{
-    DenoiseModel, DiffusionMethod, DiffusionSampler, Result as HeadResult, RespacedSchedule,
+    DenoiseModel, DiffusionMethod, DiffusionSampler, RespacedSchedule, Result as HeadResult,
     StepAnnealing, StepSchedule,
 };
 use common::{
@@ -47,13 +47,20 @@ impl Process {
     }
 
     fn index(&self, t: usize) -> usize {
-        self.map.iter().position(|&m| m == t).expect("a kept timestep")
+        self.map
+            .iter()
+            .position(|&m| m == t)
+            .expect("a kept timestep")
     }
 
     /// (ᾱ_t, ᾱ_prev) of respaced step `i`.
     fn alphas(&self, i: usize) -> (f64, f64) {
         let ab = self.ab[self.map[i]];
-        let abp = if i == 0 { 1.0 } else { self.ab[self.map[i - 1]] };
+        let abp = if i == 0 {
+            1.0
+        } else {
+            self.ab[self.map[i - 1]]
+        };
         (ab, abp)
     }
 
@@ -122,12 +129,7 @@ impl DenoiseModel for ExactEps {
 
 /// The exact moments of the discretised chain for a Gaussian target (every step is affine):
 /// start at N(0, I), apply each step's map and add its noise.
-fn propagate(
-    sampler: &DiffusionSampler,
-    target: &Moments,
-    var: Var,
-    temperature: f64,
-) -> Moments {
+fn propagate(sampler: &DiffusionSampler, target: &Moments, var: Var, temperature: f64) -> Moments {
     let p = Process::new(sampler.schedule());
     let (mu, sigma) = (target.mean, target.cov);
     let mut m = Moments::STANDARD;
@@ -155,7 +157,11 @@ fn propagate(
                     };
                     M2::diag(var_j(0), var_j(1)).scale(temperature * temperature)
                 };
-                (x0_mat.scale(c1).add(M2::I.scale(c2)), vscale(x0_vec, c1), noise)
+                (
+                    x0_mat.scale(c1).add(M2::I.scale(c2)),
+                    vscale(x0_vec, c1),
+                    noise,
+                )
             }
             DiffusionMethod::Ddim { .. } => {
                 let (s0, s1) = (abp.sqrt(), (1.0 - abp).sqrt());
@@ -227,7 +233,12 @@ fn ddpm_with_exact_variance_samples_the_gaussian() -> TestResult {
         let prop = propagate(&sampler, &target.moments(), Var::Exact, 1.0);
         // The chain is exact up to x₀'s posterior spread at ᾱ(0) ≈ 1 − 4e-5.
         assert!(prop.distance(&target.moments()) < 1e-3, "{prop:?}");
-        got.check(&target.moments(), Z, 0.0, &format!("DDPM {steps} steps vs target"))?;
+        got.check(
+            &target.moments(),
+            Z,
+            0.0,
+            &format!("DDPM {steps} steps vs target"),
+        )?;
         got.check(&prop, Z, 0.0, &format!("DDPM {steps} steps vs propagation"))?;
     }
     Ok(())
@@ -244,7 +255,12 @@ fn ddpm_and_ddim_sample_a_two_component_mixture() -> TestResult {
     let got = sample(&ddpm, &exact(target.clone(), Var::Exact, &ddpm), None, 11)?;
     got.check(&want, Z, 0.01, "DDPM mixture")?;
     let ddim = DiffusionSampler::ddim(100, 0.0)?;
-    let got = sample(&ddim, &exact(target.clone(), Var::Fixed(0.0), &ddim), None, 12)?;
+    let got = sample(
+        &ddim,
+        &exact(target.clone(), Var::Fixed(0.0), &ddim),
+        None,
+        12,
+    )?;
     got.check(&want, Z, 0.02, "DDIM mixture")?;
     // The weight of each mode: the share of samples on the first mode's side.
     let mut rng = SeededRng::new(13);
@@ -262,7 +278,12 @@ fn ddpm_and_ddim_sample_a_two_component_mixture() -> TestResult {
 fn ddim_matches_its_propagated_moments() -> TestResult {
     let target = full_target();
     let sampler = DiffusionSampler::ddim(100, 0.0)?;
-    let got = sample(&sampler, &exact(target.clone(), Var::Fixed(0.0), &sampler), None, 21)?;
+    let got = sample(
+        &sampler,
+        &exact(target.clone(), Var::Fixed(0.0), &sampler),
+        None,
+        21,
+    )?;
     let prop = propagate(&sampler, &target.moments(), Var::Fixed(0.0), 1.0);
     got.check(&prop, Z, 0.0, "DDIM vs propagation")?;
     let d = prop.distance(&target.moments());
@@ -282,7 +303,10 @@ fn temperature_scales_only_the_noise() -> TestResult {
     let cold = propagate(&sampler, &target.moments(), Var::Fixed(0.0), 0.5);
     let warm = propagate(&sampler, &target.moments(), Var::Fixed(0.0), 1.0);
     got.check(&cold, Z, 0.0, "τ = 0.5")?;
-    assert!(got.check(&warm, Z, 0.0, "τ = 1").is_err(), "temperature had no effect");
+    assert!(
+        got.check(&warm, Z, 0.0, "τ = 1").is_err(),
+        "temperature had no effect"
+    );
     // The means agree (temperature does not move them), the variances shrink.
     assert!((cold.mean[0] - warm.mean[0]).abs() < 1e-9);
     assert!(cold.cov.0[1][1] < 0.8 * warm.cov.0[1][1]);
@@ -336,7 +360,12 @@ fn fewer_disa_steps_degrade_as_predicted() -> TestResult {
             let model = exact(target.clone(), Var::Fixed(-1.0), &sampler);
             let prop = propagate(&sampler, &target.moments(), Var::Fixed(-1.0), 1.0);
             let got = sample(&sampler, &model, None, 50 + k as u64)?;
-            got.check(&prop, Z, 0.0, &format!("{method:?} {steps} steps vs propagation"))?;
+            got.check(
+                &prop,
+                Z,
+                0.0,
+                &format!("{method:?} {steps} steps vs propagation"),
+            )?;
             if method == DiffusionMethod::Ddpm {
                 let d = prop.distance(&target.moments());
                 assert!(d > last, "{steps} steps: distance {d} not above {last}");

@@ -7,8 +7,8 @@ mod common;
 
 use arvis_core::{SeededRng, Tensor};
 use arvis_heads::{
-    FlowMethod, FlowSampler, Guidance, Result as HeadResult, StepAnnealing, StepSchedule,
-    TimeGrid, VelocityModel,
+    FlowMethod, FlowSampler, Guidance, Result as HeadResult, StepAnnealing, StepSchedule, TimeGrid,
+    VelocityModel,
 };
 use common::{Component, M2, Mixture, Moments, SampleMoments, TestResult, rows, vadd, vscale};
 
@@ -122,7 +122,12 @@ fn euler_and_heun_sample_a_gaussian() -> TestResult {
         got.check(&want, Z, margin, &format!("{method:?} vs target"))?;
         dist.push(prop.distance(&want));
     }
-    assert!(dist[1] < 0.5 * dist[0], "Heun {} vs Euler {}", dist[1], dist[0]);
+    assert!(
+        dist[1] < 0.5 * dist[0],
+        "Heun {} vs Euler {}",
+        dist[1],
+        dist[0]
+    );
     Ok(())
 }
 
@@ -167,7 +172,10 @@ fn heun_and_euler_sample_a_two_component_mixture() -> TestResult {
         SampleMoments::of(&x)?.check(&target.moments(), Z, margin, &format!("{method:?}"))?;
         let left = rows(&x).iter().filter(|r| r[0] < 0.0).count() as f64 / N as f64;
         let se = (0.35f64 * 0.65 / N as f64).sqrt();
-        assert!((left - 0.35).abs() < Z * se + 0.01, "{method:?}: mode weight {left}");
+        assert!(
+            (left - 0.35).abs() < Z * se + 0.01,
+            "{method:?}: mode weight {left}"
+        );
     }
     Ok(())
 }

@@ -17,7 +17,8 @@ type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 const HEAD_TOL: Tolerance = Tolerance::new(1e-4, 1e-5);
 
 fn open_golden() -> TestResult<Weights> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/mar_head_tiny.safetensors");
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/mar_head_tiny.safetensors");
     if !path.is_file() {
         return Err(format!(
             "golden fixture {} is missing: make it with `/work/venv/bin/python \
@@ -37,7 +38,9 @@ fn load_head(w: &Weights) -> TestResult<DiffusionHead> {
 /// The head of the recorded chains: same shape, built so that its chains stay bounded like a
 /// trained head's (see the fixture README).
 fn load_chain_head(w: &Weights) -> TestResult<DiffusionHead> {
-    Ok(DiffusionHead::load_inferred(&w.scope("stable.diffloss.net"))?)
+    Ok(DiffusionHead::load_inferred(
+        &w.scope("stable.diffloss.net"),
+    )?)
 }
 
 fn check(what: &str, got: &Tensor, want: &Tensor, tol: Tolerance) -> TestResult {
@@ -81,7 +84,11 @@ fn config_is_read_off_the_official_keys() -> TestResult {
     ours.sort();
     assert_eq!(names, ours);
     for (name, shape) in cfg.tensor_shapes() {
-        assert_eq!(w.scope("diffloss.net").shape_of(&name)?, shape.as_slice(), "{name}");
+        assert_eq!(
+            w.scope("diffloss.net").shape_of(&name)?,
+            shape.as_slice(),
+            "{name}"
+        );
     }
     Ok(())
 }
@@ -93,7 +100,11 @@ fn respaced_schedules_match_the_reference() -> TestResult {
         let s = RespacedSchedule::cosine(steps)?;
         let pre = format!("golden.sched.{steps}");
         let map: Vec<f32> = s.timestep_map().iter().map(|&t| t as f32).collect();
-        assert_eq!(map, w.get_any(&format!("{pre}.timestep_map"))?.to_vec(), "{steps}");
+        assert_eq!(
+            map,
+            w.get_any(&format!("{pre}.timestep_map"))?.to_vec(),
+            "{steps}"
+        );
         // Stored as f32: the f64 tables must round to the same values.
         let tol = Tolerance::new(1e-6, 0.0);
         tol.check(s.betas(), &w.get_any(&format!("{pre}.betas"))?.to_vec())
@@ -170,7 +181,10 @@ fn each_step_matches_from_recorded_states() -> TestResult {
         let mut noise = recorded_noise(&w, &pre)?;
         let xs = w.get_any(&format!("{pre}.x"))?;
         let state = |i: usize| -> TestResult<Tensor> {
-            Ok(xs.narrow(0, i, 1)?.reshape(&xs.shape()[1..])?.narrow(0, 0, batch)?)
+            Ok(xs
+                .narrow(0, i, 1)?
+                .reshape(&xs.shape()[1..])?
+                .narrow(0, 0, batch)?)
         };
         let guidance = (cfg != 1.0).then_some(cfg);
         for i in 0..steps {
@@ -180,7 +194,12 @@ fn each_step_matches_from_recorded_states() -> TestResult {
             } else {
                 state(i - 1)?
             };
-            check(&format!("{name} step {i}"), &got, &want, scaled(&want, 1e-3))?;
+            check(
+                &format!("{name} step {i}"),
+                &got,
+                &want,
+                scaled(&want, 1e-3),
+            )?;
         }
     }
     Ok(())
@@ -240,13 +259,22 @@ fn replay_detects_wrong_settings() -> TestResult {
     let want = w.get_any(&format!("{pre}.sample"))?;
     let init = w.get_any(&format!("{pre}.init"))?;
     let stacked = w.get_any(&format!("{pre}.noise"))?;
-    let fails = |sampler: &DiffusionSampler, guidance: Option<f32>, noise: &mut RecordedNoise| -> TestResult<bool> {
+    let fails = |sampler: &DiffusionSampler,
+                 guidance: Option<f32>,
+                 noise: &mut RecordedNoise|
+     -> TestResult<bool> {
         let got = head.sample(&z, guidance, sampler, noise)?;
-        Ok(scaled(&want, 1e-3).check(&got.to_vec(), &want.to_vec()).is_err())
+        Ok(scaled(&want, 1e-3)
+            .check(&got.to_vec(), &want.to_vec())
+            .is_err())
     };
     let ddpm = DiffusionSampler::ddpm(100)?;
     let mut noise = RecordedNoise::from_stacked(init.clone(), &stacked)?;
-    assert!(fails(&ddpm.clone().with_temperature(0.9), Some(4.0), &mut noise)?);
+    assert!(fails(
+        &ddpm.clone().with_temperature(0.9),
+        Some(4.0),
+        &mut noise
+    )?);
     let mut noise = RecordedNoise::from_stacked(init.clone(), &stacked)?;
     assert!(fails(&ddpm, Some(3.0), &mut noise)?);
     // Noise of step i used at step i − 1.
@@ -269,14 +297,20 @@ fn loader_errors_name_the_tensor() -> TestResult {
     assert!(err.to_string().contains("net.input_proj.weight"), "{err}");
     let cfg = DiffusionHeadConfig::infer(&w.scope("diffloss.net"))?;
     // A wider head than the file holds: the first mismatching tensor is named with both shapes.
-    let wide = DiffusionHeadConfig { width: cfg.width * 2, ..cfg };
+    let wide = DiffusionHeadConfig {
+        width: cfg.width * 2,
+        ..cfg
+    };
     let err = DiffusionHead::load(&w.scope("diffloss.net"), &wide).expect_err("shape mismatch");
     assert!(
         err.to_string().contains("diffloss.net.") && err.to_string().contains("expected [128"),
         "{err}"
     );
     // Fewer blocks than the file holds is an error too (the file would be half used).
-    let shallow = DiffusionHeadConfig { depth: cfg.depth - 1, ..cfg };
+    let shallow = DiffusionHeadConfig {
+        depth: cfg.depth - 1,
+        ..cfg
+    };
     let err = DiffusionHead::load(&w.scope("diffloss.net"), &shallow).expect_err("extra blocks");
     assert!(err.to_string().contains("residual blocks"), "{err}");
     // Bad inputs.
@@ -284,7 +318,9 @@ fn loader_errors_name_the_tensor() -> TestResult {
     let z = Tensor::zeros(&[3, cfg.z_channels]);
     let sampler = DiffusionSampler::ddpm(5)?;
     let mut rng = arvis_core::SeededRng::new(0);
-    let err = head.sample(&z, Some(2.0), &sampler, &mut rng).expect_err("odd rows");
+    let err = head
+        .sample(&z, Some(2.0), &sampler, &mut rng)
+        .expect_err("odd rows");
     assert!(err.to_string().contains("[cond; uncond]"), "{err}");
     let err = head
         .sample(&Tensor::zeros(&[2, 5]), None, &sampler, &mut rng)

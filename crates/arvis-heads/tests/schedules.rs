@@ -11,7 +11,14 @@ use common::{TestResult, cosine_alphas_cumprod};
 /// iteration of many (K, U, L), including DiSA's MAR setting (64, 50, 5).
 #[test]
 fn linear_schedule_is_the_closed_form() -> TestResult {
-    for (k_total, u, l) in [(64, 50, 5), (256, 100, 5), (4, 25, 15), (5, 50, 15), (2, 9, 3), (7, 7, 7)] {
+    for (k_total, u, l) in [
+        (64, 50, 5),
+        (256, 100, 5),
+        (4, 25, 15),
+        (5, 50, 15),
+        (2, 9, 3),
+        (7, 7, 7),
+    ] {
         let s = StepAnnealing::new(StepSchedule::Linear, u, l)?;
         let steps = s.all_steps(k_total)?;
         for (k, &got) in steps.iter().enumerate() {
@@ -40,7 +47,10 @@ fn cosine_two_stage_and_constant_schedules() -> TestResult {
     let con = StepAnnealing::new(StepSchedule::Constant, u, l)?.all_steps(k_total)?;
     for k in 0..k_total {
         let c = (std::f64::consts::PI * k as f64 / (k_total - 1) as f64).cos();
-        assert_eq!(cos[k], l + ((1.0 + c) / 2.0 * (u - l) as f64).floor() as usize);
+        assert_eq!(
+            cos[k],
+            l + ((1.0 + c) / 2.0 * (u - l) as f64).floor() as usize
+        );
         let first_half = (k as f64) < (k_total as f64 - 1.0) / 2.0;
         assert_eq!(two[k], if first_half { u } else { l }, "k {k}");
         assert_eq!(con[k], l);
@@ -80,12 +90,20 @@ fn respacing_keeps_the_reference_timesteps_and_alpha_bar() -> TestResult {
     let s = RespacedSchedule::cosine(100)?;
     let map = s.timestep_map();
     assert_eq!(map.len(), 100);
-    assert_eq!(&map[..12], &[0, 10, 20, 30, 40, 50, 61, 71, 81, 91, 101, 111]);
+    assert_eq!(
+        &map[..12],
+        &[0, 10, 20, 30, 40, 50, 61, 71, 81, 91, 101, 111]
+    );
     assert_eq!(&map[95..], &[959, 969, 979, 989, 999]);
     let base = cosine_alphas_cumprod();
     for (i, &t) in map.iter().enumerate() {
         let rel = (s.alphas_cumprod()[i] - base[t]).abs() / base[t];
-        assert!(rel < 1e-9, "step {i} (t = {t}): {} vs {}", s.alphas_cumprod()[i], base[t]);
+        assert!(
+            rel < 1e-9,
+            "step {i} (t = {t}): {} vs {}",
+            s.alphas_cumprod()[i],
+            base[t]
+        );
     }
     // The last respaced beta: 1 − ᾱ(999)/ᾱ(989) ≈ 0.99999 (ᾱ(999) is β-capped at 0.999).
     let last = s.betas()[99];
@@ -101,7 +119,11 @@ fn respacing_keeps_the_reference_timesteps_and_alpha_bar() -> TestResult {
 
 #[test]
 fn cosine_betas_are_the_definition() {
-    let f = |t: f64| ((t + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2).cos().powi(2);
+    let f = |t: f64| {
+        ((t + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2)
+            .cos()
+            .powi(2)
+    };
     let b = cosine_betas(1000);
     for (i, &beta) in b.iter().enumerate() {
         let want = (1.0 - f((i + 1) as f64 / 1000.0) / f(i as f64 / 1000.0)).min(0.999);
@@ -119,7 +141,10 @@ fn sectioned_respacing() -> TestResult {
     assert!(s[..10].iter().all(|&t| t < 100));
     assert!(s[10..25].iter().all(|&t| (100..200).contains(&t)));
     assert!(s[25..].iter().all(|&t| (200..300).contains(&t)));
-    assert_eq!((s[0], s[9], s[10], s[24], s[25], s[44]), (0, 99, 100, 199, 200, 299));
+    assert_eq!(
+        (s[0], s[9], s[10], s[24], s[25], s[44]),
+        (0, 99, 100, 199, 200, 299)
+    );
     // 99/9 = 11 exactly: 0, 11, …, 99.
     assert!(s[..10].iter().enumerate().all(|(i, &t)| t == 11 * i));
     assert!(space_timesteps(10, &[11]).is_err());
@@ -142,7 +167,12 @@ fn flowar_time_grids() -> TestResult {
         .iter()
         .map(|&t| ((t as f32) * 1000.0) as i64)
         .collect();
-    assert_eq!(&ints[..14], &[1000, 936, 872, 809, 745, 681, 618, 554, 490, 427, 363, 300, 250, 229]);
+    assert_eq!(
+        &ints[..14],
+        &[
+            1000, 936, 872, 809, 745, 681, 618, 554, 490, 427, 363, 300, 250, 229
+        ]
+    );
     assert_eq!(ints[23], 20);
     assert_eq!(*g.times().last().ok_or("empty grid")?, 0.0);
     let u = TimeGrid::flowar(50)?;

@@ -45,7 +45,10 @@ impl M2 {
     pub fn inv(self) -> M2 {
         let a = self.0;
         let det = a[0][0] * a[1][1] - a[0][1] * a[1][0];
-        M2([[a[1][1] / det, -a[0][1] / det], [-a[1][0] / det, a[0][0] / det]])
+        M2([
+            [a[1][1] / det, -a[0][1] / det],
+            [-a[1][0] / det, a[0][0] / det],
+        ])
     }
     pub fn apply(self, v: [f64; 2]) -> [f64; 2] {
         let a = self.0;
@@ -145,10 +148,7 @@ impl SampleMoments {
         }
         Ok(SampleMoments {
             n,
-            m: Moments {
-                mean,
-                cov: M2(cov),
-            },
+            m: Moments { mean, cov: M2(cov) },
             mean_se: [(cov[0][0] / nf).sqrt(), (cov[1][1] / nf).sqrt()],
             cov_se,
         })
@@ -161,11 +161,19 @@ impl SampleMoments {
         let mut consider = |got: f64, want: f64, se: f64, name: String| {
             let excess = (got - want).abs() - (z * se + margin);
             if excess > worst.0 {
-                worst = (excess, format!("{name}: got {got:.5}, want {want:.5}, se {se:.2e}"));
+                worst = (
+                    excess,
+                    format!("{name}: got {got:.5}, want {want:.5}, se {se:.2e}"),
+                );
             }
         };
         for j in 0..2 {
-            consider(self.m.mean[j], want.mean[j], self.mean_se[j], format!("mean[{j}]"));
+            consider(
+                self.m.mean[j],
+                want.mean[j],
+                self.mean_se[j],
+                format!("mean[{j}]"),
+            );
             for k in 0..2 {
                 consider(
                     self.m.cov.0[j][k],
@@ -197,13 +205,20 @@ pub fn rows(x: &Tensor) -> Vec<[f64; 2]> {
 /// Rows of f64 → `[N, C]` f32 tensor (C = 2 or 4 for `[ε | v]`).
 pub fn tensor(rows: &[Vec<f64>]) -> TestResult<Tensor> {
     let c = rows.first().map_or(0, Vec::len);
-    let data: Vec<f32> = rows.iter().flat_map(|r| r.iter().map(|&v| v as f32)).collect();
+    let data: Vec<f32> = rows
+        .iter()
+        .flat_map(|r| r.iter().map(|&v| v as f32))
+        .collect();
     Ok(Tensor::from_vec(data, &[rows.len(), c])?)
 }
 
 /// The 1000-step cosine `ᾱ` table, written out here from its definition (not the crate's).
 pub fn cosine_alphas_cumprod() -> Vec<f64> {
-    let f = |t: f64| ((t + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2).cos().powi(2);
+    let f = |t: f64| {
+        ((t + 0.008) / 1.008 * std::f64::consts::FRAC_PI_2)
+            .cos()
+            .powi(2)
+    };
     let mut acc = 1.0;
     (0..1000)
         .map(|i| {
@@ -279,7 +294,8 @@ impl Mixture {
 
     /// `E[ε | x_t]` and the diagonal of `Var(x₀ | x_t)` under `x_t = √ᾱ·x₀ + √(1−ᾱ)·ε`.
     pub fn eps_and_x0_var(&self, x: [f64; 2], alpha_bar: f64) -> ([f64; 2], [f64; 2]) {
-        self.at(alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt()).eps_and_x0_var(x)
+        self.at(alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt())
+            .eps_and_x0_var(x)
     }
 
     /// `E[ε − x₀ | x_t]` under `x_t = (1 − t)·x₀ + t·ε` (FlowAR's path and target).
