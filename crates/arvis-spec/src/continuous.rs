@@ -40,7 +40,11 @@ impl GaussianStep {
         if self.mean.len() != self.std.len() || self.mean.is_empty() {
             return Err(SpecError::arg(
                 "GaussianStep",
-                format!("mean of {} and std of {} values", self.mean.len(), self.std.len()),
+                format!(
+                    "mean of {} and std of {} values",
+                    self.mean.len(),
+                    self.std.len()
+                ),
             ));
         }
         if let Some(s) = self.std.iter().find(|s| !(**s > 0.0 && s.is_finite())) {
@@ -128,7 +132,10 @@ impl ChainNoise {
 pub fn run_chain<H: DenoiseStep + ?Sized>(head: &H, noise: &ChainNoise) -> Result<Trajectory> {
     let steps = noise.steps();
     if steps == 0 {
-        return Err(SpecError::arg("run_chain", "a chain needs at least one step"));
+        return Err(SpecError::arg(
+            "run_chain",
+            "a chain needs at least one step",
+        ));
     }
     let mut x = noise.x_t.clone();
     let mut log_std_sum = 0.0;
@@ -138,7 +145,11 @@ pub fn run_chain<H: DenoiseStep + ?Sized>(head: &H, noise: &ChainNoise) -> Resul
         if s.mean.len() != x.len() || eps.len() != x.len() {
             return Err(SpecError::contract(
                 "DenoiseStep::step",
-                format!("step {t}: dimension {} for a chain of {}", s.mean.len(), x.len()),
+                format!(
+                    "step {t}: dimension {} for a chain of {}",
+                    s.mean.len(),
+                    x.len()
+                ),
             ));
         }
         x = s.at(eps);

@@ -104,7 +104,10 @@ fn start<M: SpecModel + ?Sized>(model: &mut M) -> Result<(usize, usize, usize, D
         ));
     }
     if u32::try_from(v - 1).is_err() {
-        return Err(SpecError::arg(OP, format!("vocabulary {v} does not fit u32")));
+        return Err(SpecError::arg(
+            OP,
+            format!("vocabulary {v} does not fit u32"),
+        ));
     }
     let p0 = model.start()?;
     p0.expect_shape("SpecModel::start", b, 1, v)?;
@@ -195,7 +198,11 @@ pub fn speculative_decode<M: SpecModel + ?Sized, D: Drafter + ?Sized>(
         if model.cached() != n - 1 {
             return Err(SpecError::contract(
                 "SpecModel::cached",
-                format!("{} cached tokens with {n} committed (expected {})", model.cached(), n - 1),
+                format!(
+                    "{} cached tokens with {n} committed (expected {})",
+                    model.cached(),
+                    n - 1
+                ),
             ));
         }
         let mut feed = Vec::with_capacity(b * (g + 1));

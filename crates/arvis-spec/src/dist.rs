@@ -174,9 +174,8 @@ pub fn probs_from_logits(logits: &[f32], cfg: &SamplingConfig) -> Result<Vec<f64
                 best = Some((i, x));
             }
         }
-        let (i, _) = best.ok_or_else(|| {
-            SpecError::arg("probs_from_logits", "no finite logit in the row")
-        })?;
+        let (i, _) =
+            best.ok_or_else(|| SpecError::arg("probs_from_logits", "no finite logit in the row"))?;
         let mut p = vec![0.0; logits.len()];
         p[i] = 1.0;
         return Ok(p);

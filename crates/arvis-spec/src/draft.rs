@@ -61,7 +61,11 @@ impl Drafts {
             if t.len() != k || q.len() != k {
                 return Err(SpecError::contract(
                     OP,
-                    format!("row {b}: {} drafts and {} q for {k} asked", t.len(), q.len()),
+                    format!(
+                        "row {b}: {} drafts and {} q for {k} asked",
+                        t.len(),
+                        q.len()
+                    ),
                 ));
             }
             if let Some(&x) = t.iter().find(|&&x| x as usize >= vocab) {
@@ -162,7 +166,9 @@ impl InitDrafter {
         for _ in 0..k {
             let t = row.len();
             let token = match self.init {
-                DraftInit::LeftNeighbour { width } if width > 0 && t % width != 0 && t > 0 => {
+                DraftInit::LeftNeighbour { width }
+                    if width > 0 && !t.is_multiple_of(width) && t > 0 =>
+                {
                     row[t - 1]
                 }
                 _ => rng.below(vocab as u64) as u32,

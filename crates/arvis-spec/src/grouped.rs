@@ -83,10 +83,9 @@ impl GroupedRule {
         group.extend(above);
         group.retain(|&y| {
             (p[y] - px).abs() < self.p_threshold
-                && self
-                    .embeddings
-                    .as_ref()
-                    .is_none_or(|e| y >= e.vocab() || x >= e.vocab() || e.sq_dist(x, y) < self.dist_threshold)
+                && self.embeddings.as_ref().is_none_or(|e| {
+                    y >= e.vocab() || x >= e.vocab() || e.sq_dist(x, y) < self.dist_threshold
+                })
         });
         // `x` always passes its own filters (|Δp| = 0, distance 0) unless a threshold is ≤ 0.
         if !group.contains(&x) {

@@ -13,7 +13,7 @@
 //! | speculative Jacobi decoding (SJD) | [`jacobi::sjd_decode`] | previous Jacobi iterate ([`JacobiDrafter`]) | **exact** |
 //! | grouped speculative decoding (GSD) | [`jacobi::jacobi_decode`] + [`Acceptance::Grouped`] | previous Jacobi iterate | **lossy** |
 //! | LANTERN relaxation | [`jacobi::jacobi_decode`] (or [`speculative_decode`] with a draft model) + [`Acceptance::Lantern`] | any | **lossy** (≤ δ TV per position against the relaxed target) |
-//! | continuous speculative decoding (CSpD) | [`continuous`] | a draft model with a diffusion head | exact for a single Gaussian step; **approximate** for whole trajectories (the paper's rule) |
+//! | continuous speculative decoding (CSpD) | [`cspd::cspd_decode`] on [`cspd::ContinuousSpecModel`], math in [`continuous`] | a draft model with a diffusion head, noise shared with the target | exact for single Gaussian steps; **approximate** for multi-step chains (the paper's trajectory ratio) |
 //!
 //! "Exact" means the generated sequences have exactly the joint distribution plain sampling of
 //! the same processed distributions has (after CFG, temperature, top-k, top-p; see
@@ -22,6 +22,12 @@
 //! fail the same test. At temperature 0 every exact sampler is token-identical to plain greedy
 //! decoding. Exactness is distributional: for a given seed the tokens differ from
 //! [`plain_decode`]'s, because the uniforms are used differently.
+//!
+//! Lossy samplers are for speed/quality trade-offs and must be reported as such: their output
+//! is not the model's distribution.
+//!
+//! [`SpecModel`]'s docs describe how a KV-cached transformer with CFG (LlamaGen) implements
+//! it; [`conformance::rollback_discrepancy`] checks an implementor's rollback.
 //!
 //! Batches commit the minimum accepted length over the rows each round (the rows share one KV
 //! cache length), which keeps every row exact.
@@ -33,6 +39,7 @@
 pub mod acceptance;
 pub mod conformance;
 pub mod continuous;
+pub mod cspd;
 pub mod decode;
 pub mod dist;
 pub mod draft;

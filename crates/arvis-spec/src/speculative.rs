@@ -68,7 +68,10 @@ impl<M: SpecModel> Drafter for ModelDrafter<M> {
             ));
         }
         if n == 0 || k == 0 {
-            return Err(SpecError::arg(OP, format!("{n} committed tokens, {k} drafts")));
+            return Err(SpecError::arg(
+                OP,
+                format!("{n} committed tokens, {k} drafts"),
+            ));
         }
         if !self.started {
             self.model.start()?;
@@ -113,7 +116,11 @@ impl<M: SpecModel> Drafter for ModelDrafter<M> {
                 slot = 0;
             }
         }
-        for (fed, (row, d)) in self.fed.iter_mut().zip(ctx.committed.iter().zip(&out.tokens)) {
+        for (fed, (row, d)) in self
+            .fed
+            .iter_mut()
+            .zip(ctx.committed.iter().zip(&out.tokens))
+        {
             fed.clear();
             fed.extend_from_slice(&row[..n]);
             fed.extend_from_slice(&d[..k - 1]);

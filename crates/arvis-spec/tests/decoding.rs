@@ -40,12 +40,18 @@ fn greedy_exact_samplers_match_plain_greedy_decoding() -> Result<()> {
         for init in [DraftInit::Random, DraftInit::LeftNeighbour { width: 4 }] {
             for window in [2, 4, 16] {
                 let out = sjd_decode(&mut target, &SjdConfig { window, init }, i)?;
-                assert_eq!(out.tokens, plain.tokens, "SJD L={window} {init:?}, seed {i}");
+                assert_eq!(
+                    out.tokens, plain.tokens,
+                    "SJD L={window} {init:?}, seed {i}"
+                );
                 any_multi |= out.stats.mean_accepted_len() > 1.0;
             }
         }
     }
-    assert!(any_multi, "no round ever accepted a draft: windows were not exercised");
+    assert!(
+        any_multi,
+        "no round ever accepted a draft: windows were not exercised"
+    );
     Ok(())
 }
 
@@ -61,13 +67,20 @@ fn rollback_gives_the_fresh_prefix_outputs() -> Result<()> {
         let lp = 1 + rng.below(4) as usize;
         let lj = rng.below(4) as usize;
         let ln = 1 + rng.below((n - 1 - lp) as u64 - 1) as usize;
-        let mut toks = |l: usize| -> Vec<u32> { (0..b * l).map(|_| rng.below(v as u64) as u32).collect() };
+        let mut toks =
+            |l: usize| -> Vec<u32> { (0..b * l).map(|_| rng.below(v as u64) as u32).collect() };
         let (prefix, junk, next) = (toks(lp), toks(lj), toks(ln));
-        assert_eq!(rollback_discrepancy(&mut model, &prefix, &junk, &next)?, 0.0);
+        assert_eq!(
+            rollback_discrepancy(&mut model, &prefix, &junk, &next)?,
+            0.0
+        );
         worst_broken = worst_broken.max(rollback_discrepancy(&mut broken, &prefix, &junk, &next)?);
     }
     // The check has power: a rollback that keeps the wrong entries is caught.
-    assert!(worst_broken > 1e-3, "broken rollback went unnoticed ({worst_broken})");
+    assert!(
+        worst_broken > 1e-3,
+        "broken rollback went unnoticed ({worst_broken})"
+    );
     Ok(())
 }
 

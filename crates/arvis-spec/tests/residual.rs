@@ -65,7 +65,10 @@ fn cases() -> Vec<(Vec<f64>, DraftQ)> {
     let v = 5;
     let p = normalise(vec![1.0, 2.0, 0.0, 0.0, 0.0]);
     // Disjoint supports.
-    out.push((p.clone(), DraftQ::Dense(normalise(vec![0.0, 0.0, 1.0, 3.0, 1.0]))));
+    out.push((
+        p.clone(),
+        DraftQ::Dense(normalise(vec![0.0, 0.0, 1.0, 3.0, 1.0])),
+    ));
     // p = q.
     out.push((p.clone(), DraftQ::Dense(p.clone())));
     // One-hot q, dense and as `OneHot` (draft token 0), on and off p's support.
@@ -85,12 +88,18 @@ fn exact_rule_induces_the_target() {
     for (i, (p, q)) in cases().iter().enumerate() {
         let got = induced(&Acceptance::Exact, p, q, p.len());
         for (y, (g, want)) in got.iter().zip(p).enumerate() {
-            assert!((g - want).abs() <= 1e-12, "case {i}, token {y}: {g} vs {want}");
+            assert!(
+                (g - want).abs() <= 1e-12,
+                "case {i}, token {y}: {g} vs {want}"
+            );
         }
         if let DraftQ::Dense(qv) = q {
             // Σ (p − q)₊ = 1 − Σ min(p, q), the identity the proof rests on.
             let pos: f64 = p.iter().zip(qv).map(|(a, b)| (a - b).max(0.0)).sum();
-            assert!((pos - (1.0 - acceptance_rate(p, qv))).abs() <= 1e-12, "case {i}");
+            assert!(
+                (pos - (1.0 - acceptance_rate(p, qv))).abs() <= 1e-12,
+                "case {i}"
+            );
         }
     }
 }
@@ -113,7 +122,11 @@ fn equal_distributions_always_accept() {
 #[test]
 fn lossy_rules_do_not_induce_the_target() -> arvis_spec::Result<()> {
     let v = 6;
-    let emb = Arc::new(Embeddings::new(v, 1, (0..v).map(|i| 0.5 * i as f32).collect())?);
+    let emb = Arc::new(Embeddings::new(
+        v,
+        1,
+        (0..v).map(|i| 0.5 * i as f32).collect(),
+    )?);
     let table = Arc::new(NeighbourTable::from_embeddings(&emb, v)?);
     let rules = [
         Acceptance::Grouped(GroupedRule::default().with_embeddings(emb)),
@@ -125,7 +138,10 @@ fn lossy_rules_do_not_induce_the_target() -> arvis_spec::Result<()> {
         let got = induced(rule, &p, &q, v);
         let tv: f64 = got.iter().zip(&p).map(|(a, b)| (a - b).abs()).sum::<f64>() / 2.0;
         assert!(tv > 1e-3, "{rule:?} reproduced p (TV {tv})");
-        assert!((got.iter().sum::<f64>() - 1.0).abs() < 1e-12, "still a distribution");
+        assert!(
+            (got.iter().sum::<f64>() - 1.0).abs() < 1e-12,
+            "still a distribution"
+        );
     }
     Ok(())
 }

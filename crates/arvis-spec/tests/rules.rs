@@ -32,7 +32,11 @@ fn gsd_group_matches_a_full_sort() -> Result<()> {
     let mut rng = SeededRng::new(5);
     for case in 0..300 {
         let v = 1 + case % 40;
-        let emb = Arc::new(Embeddings::new(v, 2, (0..2 * v).map(|_| rng.normal_f32() * 0.6).collect())?);
+        let emb = Arc::new(Embeddings::new(
+            v,
+            2,
+            (0..2 * v).map(|_| rng.normal_f32() * 0.6).collect(),
+        )?);
         let mut p: Vec<f64> = (0..v).map(|_| (rng.normal_f64() * 1.5).exp()).collect();
         if case % 4 == 0 {
             // Ties and zeros, as top-k leaves them.
@@ -101,7 +105,10 @@ fn lantern_neighbourhood_is_the_longest_prefix_under_delta() -> Result<()> {
     // δ = 0 adds nothing: the rule becomes exact SD's.
     rule.delta = 0.0;
     let q = DraftQ::Dense(vec![0.2; 5]);
-    assert_eq!(rule.accept_prob(&p, &q, 1), arvis_spec::residual::accept_prob(&p, &q, 1));
+    assert_eq!(
+        rule.accept_prob(&p, &q, 1),
+        arvis_spec::residual::accept_prob(&p, &q, 1)
+    );
     // On rejection after a relaxation, the neighbours of x lose their q mass (x keeps it).
     rule.delta = 0.1;
     rule.k = 1000;

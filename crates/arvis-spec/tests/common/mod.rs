@@ -66,9 +66,15 @@ impl TableModel {
         if let Some(p) = self.memo.get(&(class, code)) {
             return Ok(p.clone());
         }
-        let mut rng = SeededRng::new(mix(self.seed ^ mix(class.wrapping_mul(0x1_0000_0001) ^ code)));
+        let mut rng = SeededRng::new(mix(
+            self.seed ^ mix(class.wrapping_mul(0x1_0000_0001) ^ code)
+        ));
         // Mix peaky and flat rows.
-        let scale = if mix(code ^ class) % 3 == 0 { 0.4 } else { 2.5 };
+        let scale = if mix(code ^ class).is_multiple_of(3) {
+            0.4
+        } else {
+            2.5
+        };
         let cond: Vec<f32> = (0..self.v).map(|_| scale * rng.normal_f32()).collect();
         let uncond: Vec<f32> = (0..self.v).map(|_| scale * rng.normal_f32()).collect();
         let mixed = if self.cfg_scale != 1.0 {
@@ -152,7 +158,11 @@ impl SpecModel for TableModel {
             // Only positions 0..N−1 have distributions: feeding token N−1 is a decoder bug.
             return Err(SpecError::arg(
                 "TableModel::forward",
-                format!("{} cached + {width} fed exceeds N − 1 = {}", self.cached(), self.n - 1),
+                format!(
+                    "{} cached + {width} fed exceeds N − 1 = {}",
+                    self.cached(),
+                    self.n - 1
+                ),
             ));
         }
         self.forwards += 1;
