@@ -1,7 +1,7 @@
 //! [`Drafter`]: whatever proposes the draft tokens a verification forward checks — a draft
 //! model ([`crate::speculative::ModelDrafter`]), the model's own previous Jacobi iterate
-//! ([`crate::jacobi::JacobiDrafter`]) or a fixed proposer ([`InitDrafter`]: random tokens or
-//! the left neighbour).
+//! ([`crate::jacobi::JacobiDrafter`]), an n-gram lookup ([`NgramDrafter`]) or a fixed
+//! proposer ([`InitDrafter`]: random tokens or the left neighbour).
 //!
 //! A drafter must report the distribution each draft was **actually** drawn from
 //! ([`DraftQ`]), and must not look at the verification uniforms: those two conditions are all
@@ -188,6 +188,60 @@ impl Drafter for InitDrafter {
             let mut r = row.clone();
             let q = self.extend(&mut r, k, ctx.vocab, rng);
             out.tokens.push(r.split_off(n));
+            out.q.push(q);
+        }
+        Ok(out)
+    }
+}
+
+/// Prompt-lookup / n-gram drafting: each draft is the token that followed the most recent
+/// earlier occurrence of the last `n` tokens (committed and already-drafted) of its row; where
+/// there is none, the [`DraftInit`] fill. The `q` is one-hot, so verification stays exact.
+#[derive(Clone, Copy, Debug)]
+pub struct NgramDrafter {
+    /// Length of the suffix to match (at least 1).
+    pub n: usize,
+    /// Fill when no earlier occurrence exists.
+    pub fallback: DraftInit,
+}
+
+impl NgramDrafter {
+    /// The token after the most recent earlier occurrence of `row`'s last `n` tokens.
+    pub fn lookup(&self, row: &[u32]) -> Option<u32> {
+        let n = self.n;
+        if n == 0 || row.len() <= n {
+            return None;
+        }
+        let suffix = &row[row.len() - n..];
+        // Occurrences ending before the suffix itself, most recent first.
+        (0..row.len() - n)
+            .rev()
+            .find(|&s| &row[s..s + n] == suffix)
+            .map(|s| row[s + n])
+    }
+}
+
+impl Drafter for NgramDrafter {
+    /// Draw order: the fallback's draws, row-major, for positions without a match.
+    fn propose(&mut self, ctx: &DraftContext<'_>, k: usize, rng: &mut SeededRng) -> Result<Drafts> {
+        let n0 = ctx.len();
+        let fill = InitDrafter {
+            init: self.fallback,
+        };
+        let mut out = Drafts::default();
+        for row in ctx.committed {
+            let mut r = row.clone();
+            let mut q = Vec::with_capacity(k);
+            for _ in 0..k {
+                match self.lookup(&r) {
+                    Some(t) => {
+                        r.push(t);
+                        q.push(DraftQ::OneHot);
+                    }
+                    None => q.extend(fill.extend(&mut r, 1, ctx.vocab, rng)),
+                }
+            }
+            out.tokens.push(r.split_off(n0));
             out.q.push(q);
         }
         Ok(out)

@@ -56,7 +56,7 @@ pub mod stats;
 pub use acceptance::Acceptance;
 pub use decode::{DecodeConfig, DecodeOutput, plain_decode, speculative_decode};
 pub use dist::{Dists, DraftQ, probs_from_logits};
-pub use draft::{DraftContext, DraftInit, Drafter, Drafts, InitDrafter, Verified};
+pub use draft::{DraftContext, DraftInit, Drafter, Drafts, InitDrafter, NgramDrafter, Verified};
 pub use embedding::{Embeddings, NeighbourTable};
 pub use error::{Result, SpecError};
 pub use grouped::GroupedRule;

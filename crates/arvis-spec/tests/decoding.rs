@@ -8,8 +8,8 @@ use arvis_spec::conformance::rollback_discrepancy;
 use arvis_spec::jacobi::sjd_decode;
 use arvis_spec::speculative::speculative_sampling;
 use arvis_spec::{
-    DecodeConfig, DraftContext, DraftInit, DraftQ, Drafter, Drafts, ModelDrafter, Result,
-    SjdConfig, SpecError, plain_decode, speculative_decode,
+    DecodeConfig, DraftContext, DraftInit, DraftQ, Drafter, Drafts, ModelDrafter, NgramDrafter,
+    Result, SjdConfig, SpecError, plain_decode, speculative_decode,
 };
 use common::TableModel;
 
@@ -141,4 +141,16 @@ fn contract_violations_are_errors() {
     let mut drafter = ModelDrafter::new(TableModel::new(4, 6, vec![0], 7));
     let err = speculative_sampling(&mut target, &mut drafter, 2, 0);
     assert!(matches!(err, Err(SpecError::Arg { .. })), "{err:?}");
+}
+
+#[test]
+fn ngram_lookup_finds_the_most_recent_match() {
+    let d = NgramDrafter {
+        n: 2,
+        fallback: DraftInit::Random,
+    };
+    assert_eq!(d.lookup(&[1, 2, 3, 1, 2, 4, 1, 2]), Some(4));
+    assert_eq!(d.lookup(&[1, 2, 3, 1, 2]), Some(3));
+    assert_eq!(d.lookup(&[1, 2, 3]), None);
+    assert_eq!(d.lookup(&[2, 2, 2]), Some(2));
 }

@@ -12,7 +12,8 @@ use arvis_spec::decode::Fault;
 use arvis_spec::jacobi::jacobi_decode;
 use arvis_spec::{
     Acceptance, DecodeConfig, DecodeOutput, DraftInit, Embeddings, GroupedRule, JacobiDrafter,
-    LanternRule, ModelDrafter, NeighbourTable, Result, SjdConfig, plain_decode, speculative_decode,
+    LanternRule, ModelDrafter, NeighbourTable, NgramDrafter, Result, SjdConfig, plain_decode,
+    speculative_decode,
 };
 use common::{TableModel, chi2_pvalue};
 
@@ -114,6 +115,13 @@ fn sjd_is_exact() -> Result<()> {
     );
     let left = DraftInit::LeftNeighbour { width: 2 };
     assert!(chi2_of("sjd left L=3", sjd(3, left, ex, Fault::None))? > ALPHA);
+    // Model-free one-hot drafters in the same loop: n-gram lookup with a random fallback.
+    let mut ngram = NgramDrafter {
+        n: 1,
+        fallback: DraftInit::Random,
+    };
+    let cfg = DecodeConfig::exact(2);
+    assert!(chi2_of("ngram", |m, s| speculative_decode(m, &mut ngram, &cfg, s))? > ALPHA);
     // The public entry point with the defaults (window 16, random initialisation).
     let cfg = SjdConfig::default();
     assert!(
