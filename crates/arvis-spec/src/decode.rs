@@ -135,9 +135,19 @@ fn first_tokens(p0: &Dists, rng: &mut SeededRng) -> Result<Vec<Vec<u32>>> {
 /// Draw order: one `uniform_f64` per row per token from `SeededRng::new(seed).fork(`
 /// [`VERIFY_STREAM`]`)`, token 0 first, row 0 first within a token.
 pub fn plain_decode<M: SpecModel + ?Sized>(model: &mut M, seed: u64) -> Result<DecodeOutput> {
-    let mut rng = SeededRng::new(seed).fork(VERIFY_STREAM);
+    plain_decode_with(model, &mut SeededRng::new(seed).fork(VERIFY_STREAM))
+}
+
+/// [`plain_decode`] drawing from `rng` (one `uniform_f64` per row per token, token 0 first,
+/// row 0 first). With LlamaGen's stream (`fork(LLAMAGEN_SAMPLING_STREAM)`) and a model whose
+/// distributions are `softmax(filter_row(cfg_mix(logits)))`, this is the arithmetic and draw
+/// order of `LlamaGen::generate`, so it reproduces its tokens (temperature > 0).
+pub fn plain_decode_with<M: SpecModel + ?Sized>(
+    model: &mut M,
+    rng: &mut SeededRng,
+) -> Result<DecodeOutput> {
     let (b, v, n, p0) = start(model)?;
-    let mut tokens = first_tokens(&p0, &mut rng)?;
+    let mut tokens = first_tokens(&p0, rng)?;
     let mut stats = SpecStats {
         rows: b,
         target_forwards: 1,
@@ -167,12 +177,28 @@ pub fn speculative_decode<M: SpecModel + ?Sized, D: Drafter + ?Sized>(
     seed: u64,
 ) -> Result<DecodeOutput> {
     let root = SeededRng::new(seed);
-    let mut vrng = root.fork(VERIFY_STREAM);
-    let mut drng = root.fork(DRAFT_STREAM);
+    speculative_decode_with(
+        model,
+        drafter,
+        cfg,
+        &mut root.fork(VERIFY_STREAM),
+        &mut root.fork(DRAFT_STREAM),
+    )
+}
+
+/// [`speculative_decode`] with explicit verification and draft streams (same draw order).
+/// Token 0 uses `vrng` exactly as [`plain_decode_with`] does.
+pub fn speculative_decode_with<M: SpecModel + ?Sized, D: Drafter + ?Sized>(
+    model: &mut M,
+    drafter: &mut D,
+    cfg: &DecodeConfig,
+    vrng: &mut SeededRng,
+    drng: &mut SeededRng,
+) -> Result<DecodeOutput> {
     drafter.reset();
     let draft_forwards_before = drafter.forwards();
     let (b, v, n_total, p0) = start(model)?;
-    let mut tokens = first_tokens(&p0, &mut vrng)?;
+    let mut tokens = first_tokens(&p0, vrng)?;
     let mut stats = SpecStats {
         rows: b,
         target_forwards: 1,
@@ -186,7 +212,7 @@ pub fn speculative_decode<M: SpecModel + ?Sized, D: Drafter + ?Sized>(
                 committed: &tokens,
                 vocab: v,
             };
-            let d = drafter.propose(&ctx, g, &mut drng)?;
+            let d = drafter.propose(&ctx, g, drng)?;
             d.check(b, g, v)?;
             d
         } else {
@@ -266,7 +292,7 @@ pub fn speculative_decode<M: SpecModel + ?Sized, D: Drafter + ?Sized>(
                 dists: &dists,
                 committed: &tokens,
             },
-            &mut drng,
+            drng,
         )?;
     }
     stats.tokens = n_total;

@@ -54,7 +54,10 @@ pub mod speculative;
 pub mod stats;
 
 pub use acceptance::Acceptance;
-pub use decode::{DecodeConfig, DecodeOutput, plain_decode, speculative_decode};
+pub use decode::{
+    DecodeConfig, DecodeOutput, plain_decode, plain_decode_with, speculative_decode,
+    speculative_decode_with,
+};
 pub use dist::{Dists, DraftQ, probs_from_logits};
 pub use draft::{DraftContext, DraftInit, Drafter, Drafts, InitDrafter, NgramDrafter, Verified};
 pub use embedding::{Embeddings, NeighbourTable};

@@ -12,7 +12,10 @@
 //!   distribution of token 0.
 //! - `forward(tokens, w)` embeds the `[B, w]` tokens, runs the blocks with `Attend::Cached` at
 //!   sequence position `cls_token_num + cached()` (causal within the window, attending to the
-//!   whole cache), appends their keys/values and returns `[B, w, V]`.
+//!   whole cache), appends their keys/values and returns `[B, w, V]`. Note that LlamaGen's
+//!   `Attend::Cached` passes `AttentionMask::None` to `KvCache::attend`, which is right for one
+//!   query only: a window needs `AttentionMask::Causal` (the queries are the last `w` cached
+//!   positions), which is identical for `w = 1`.
 //! - `rollback(len)` is `KvCache::truncate(cls_token_num + len)` on every layer (O(1)).
 //!
 //! All rows share one cache length (as `KvCache` has one length), so the samplers keep every

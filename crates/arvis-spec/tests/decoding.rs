@@ -3,13 +3,14 @@
 mod common;
 
 use arvis_core::SeededRng;
-use arvis_core::sampling::SamplingConfig;
+use arvis_core::sampling::{SamplingConfig, sample_row};
 use arvis_spec::conformance::rollback_discrepancy;
 use arvis_spec::jacobi::sjd_decode;
 use arvis_spec::speculative::speculative_sampling;
 use arvis_spec::{
-    DecodeConfig, DraftContext, DraftInit, DraftQ, Drafter, Drafts, ModelDrafter, NgramDrafter,
-    Result, SjdConfig, SpecError, plain_decode, speculative_decode,
+    DecodeConfig, DraftContext, DraftInit, DraftQ, Drafter, Drafts, JacobiDrafter, ModelDrafter,
+    NgramDrafter, Result, SjdConfig, SpecError, plain_decode, plain_decode_with,
+    speculative_decode, speculative_decode_with,
 };
 use common::TableModel;
 
@@ -153,4 +154,39 @@ fn ngram_lookup_finds_the_most_recent_match() {
     assert_eq!(d.lookup(&[1, 2, 3, 1, 2]), Some(3));
     assert_eq!(d.lookup(&[1, 2, 3]), None);
     assert_eq!(d.lookup(&[2, 2, 2]), Some(2));
+}
+
+#[test]
+fn plain_decoding_is_sample_row_in_llamagen_draw_order() -> Result<()> {
+    // The loop of `LlamaGen::generate`, written out with `sample_row` on the mixed logits:
+    // one uniform per row per step from the stream, step 0 first.
+    let cfg = SamplingConfig::llamagen(0.8, 3, 0.9);
+    let mut model = TableModel::new(5, 6, vec![1, 2, 3], 31).processed(2.5, cfg);
+    for seed in 0..30 {
+        let stream = SeededRng::new(seed).fork(0x11A3_A6E7);
+        let got = plain_decode_with(&mut model, &mut stream.clone())?;
+        let mut rng = stream.clone();
+        let mut want: Vec<Vec<u32>> = vec![Vec::new(); 3];
+        for _ in 0..6 {
+            let us: Vec<f64> = (0..3).map(|_| rng.uniform_f64()).collect();
+            for (r, row) in want.iter_mut().enumerate() {
+                let logits = model.logits(model.classes[r], model.code(row))?;
+                row.push(sample_row(&logits, &cfg, us[r])? as u32);
+            }
+        }
+        assert_eq!(got.tokens, want, "seed {seed}");
+        // Speculative decoding draws token 0 exactly as plain decoding does.
+        let mut drafter = JacobiDrafter::new(DraftInit::Random);
+        let spec = speculative_decode_with(
+            &mut model,
+            &mut drafter,
+            &DecodeConfig::exact(3),
+            &mut stream.clone(),
+            &mut SeededRng::new(1),
+        )?;
+        for (a, b) in spec.tokens.iter().zip(&want) {
+            assert_eq!(a[0], b[0]);
+        }
+    }
+    Ok(())
 }

@@ -66,6 +66,14 @@ impl TableModel {
         if let Some(p) = self.memo.get(&(class, code)) {
             return Ok(p.clone());
         }
+        let mixed = self.logits(class, code)?;
+        let p = probs_from_logits(&mixed, &self.sampling)?;
+        self.memo.insert((class, code), p.clone());
+        Ok(p)
+    }
+
+    /// The guidance-mixed `f32` logits of `class` after the prefix with code `code`.
+    pub fn logits(&self, class: u64, code: u64) -> Result<Vec<f32>> {
         let mut rng = SeededRng::new(mix(
             self.seed ^ mix(class.wrapping_mul(0x1_0000_0001) ^ code)
         ));
@@ -77,14 +85,11 @@ impl TableModel {
         };
         let cond: Vec<f32> = (0..self.v).map(|_| scale * rng.normal_f32()).collect();
         let uncond: Vec<f32> = (0..self.v).map(|_| scale * rng.normal_f32()).collect();
-        let mixed = if self.cfg_scale != 1.0 {
+        Ok(if self.cfg_scale != 1.0 {
             cfg_mix(&cond, &uncond, self.cfg_scale, CfgForm::LlamaGen)?
         } else {
             cond
-        };
-        let p = probs_from_logits(&mixed, &self.sampling)?;
-        self.memo.insert((class, code), p.clone());
-        Ok(p)
+        })
     }
 
     pub fn code(&self, prefix: &[u32]) -> u64 {
