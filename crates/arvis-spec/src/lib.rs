@@ -2,7 +2,9 @@
 //!
 //! A target model implements [`SpecModel`]: a causal model that scores a window of proposed
 //! tokens in one forward and rolls its KV cache back to any accepted prefix, for `B` sequences
-//! at once. A [`Drafter`] proposes the window. [`speculative_decode`] verifies it under an
+//! at once. A [`Drafter`] proposes the window: a draft model ([`ModelDrafter`]), the
+//! previous Jacobi iterate ([`JacobiDrafter`]), an n-gram lookup ([`NgramDrafter`]) or random /
+//! left-neighbour tokens ([`InitDrafter`]). [`speculative_decode`] verifies it under an
 //! [`Acceptance`] rule; [`plain_decode`] is the non-speculative baseline on the same trait.
 //! Every call reports target forwards, draft forwards, mean accepted length and acceptance
 //! rate ([`SpecStats`]).
