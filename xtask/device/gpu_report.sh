@@ -5,7 +5,8 @@
 #   .gl/         the Vulkan loader .deb files (the device tool's README)
 #   .device-bin/ gpu_report, built here: `cargo build --release -p arvis-benches --bin gpu_report`
 #   .var-ref/    optional: a FoundationVision/VAR checkout, for the official VAR-d16 rows
-# Writes arvis.json, torch.json and var_b1.json / var_b64.json to $OUT (default ./gpu-report-out);
+#   .llamagen-ref/ optional: a FoundationVision/LlamaGen checkout, for the official GPT-B rows
+# Writes arvis.json, torch.json, var_b1.json / var_b64.json and llamagen_b1.json / llamagen_b64.json to $OUT (default ./gpu-report-out);
 # render the table here with `cargo xtask gpu-report --from <that folder>`.
 set -uo pipefail
 out="${OUT:-gpu-report-out}"
@@ -23,6 +24,12 @@ if [ -d .var-ref ]; then
     for b in 1 64; do
         python3 xtask/py/bench_var_torch.py --var-repo .var-ref --depth 16 --device cuda \
             --batch "$b" --runs 3 --warmup 1 >"$out/var_b$b.json"
+    done
+fi
+if [ -d .llamagen-ref ]; then
+    for b in 1 64; do
+        python3 xtask/py/bench_llamagen_torch.py --llamagen-repo .llamagen-ref --device cuda \
+            --batch "$b" --runs 3 --warmup 1 >"$out/llamagen_b$b.json"
     done
 fi
 ls -l "$out"

@@ -83,6 +83,7 @@ def main() -> int:
     ap.add_argument("--top-k", type=int, default=2000)
     ap.add_argument("--top-p", type=float, default=1.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (fp32, TF32 off)")
     ap.add_argument("--save-weights")
     ap.add_argument("--load-weights")
     args = ap.parse_args()
@@ -128,15 +129,23 @@ def main() -> int:
     if args.runs == 0:
         return 0
 
-    labels = torch.arange(args.batch) * 37 % CLASSES
+    dev = torch.device(args.device)
+    cuda = dev.type == "cuda"
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    model = model.to(dev)
+    labels = (torch.arange(args.batch) * 37 % CLASSES).to(dev)
     times = []
     for i in range(args.warmup + args.runs):
         torch.manual_seed(args.seed + i)
+        sync()
         t0 = time.perf_counter()
         with torch.inference_mode():
             seq = gen.generate(model, labels, args.tokens, cfg_scale=args.cfg,
                                temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
                                sample_logits=True)
+        sync()
         dt = time.perf_counter() - t0
         assert seq.shape == (args.batch, args.tokens), seq.shape
         if i >= args.warmup:
@@ -145,7 +154,7 @@ def main() -> int:
         "side": "pytorch",
         "llamagen_revision": revision(args.llamagen_repo),
         "torch": torch.__version__, "python": sys.version.split()[0],
-        "size": size, "threads": args.threads, "batch": args.batch, "tokens": args.tokens,
+        "size": size, "device": str(dev), "threads": args.threads, "batch": args.batch, "tokens": args.tokens,
         "cfg": args.cfg, "temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
         "warmup": args.warmup, "runs": times, "median_s": statistics.median(times),
     }))

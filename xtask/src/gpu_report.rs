@@ -68,7 +68,8 @@ fn json_of(cmd: &mut Command) -> XResult<Value> {
 
 /// Runs the report.
 /// The times PyTorch's side reported: `gpu_report_torch.py`'s results (id → seconds) and its
-/// device name, plus the official VAR code's median totals as `var/d16/b<B>`.
+/// device name, plus the official VAR code's median totals as `var/d16/b<B>` and the official
+/// LlamaGen code's as `llamagen/gpt_b/b<B>`.
 fn torch_times(t: &Value, theirs: &mut BTreeMap<String, f64>) -> String {
     if let Some(r) = t["results"].as_object() {
         for (k, v) in r {
@@ -107,6 +108,10 @@ fn from_folder(dir: &std::path::Path) -> XResult<(Value, BTreeMap<String, f64>, 
         let v = read(&format!("var_b{b}.json"))?;
         if let Some(s) = v.as_ref().and_then(|v| v["median"]["total_s"].as_f64()) {
             theirs.insert(format!("var/d16/b{b}"), s);
+        }
+        let v = read(&format!("llamagen_b{b}.json"))?;
+        if let Some(s) = v.as_ref().and_then(|v| v["median_s"].as_f64()) {
+            theirs.insert(format!("llamagen/gpt_b/b{b}"), s);
         }
     }
     Ok((ours, theirs, torch_name))
@@ -174,6 +179,19 @@ fn measure(a: &Args) -> XResult<(Value, BTreeMap<String, f64>, String)> {
                 let v = json_of(&mut c)?;
                 if let Some(s) = v["median"]["total_s"].as_f64() {
                     theirs.insert(format!("var/d16/b{b}"), s);
+                }
+            }
+        }
+        // The official LlamaGen code: GPT-B, random weights, 256 tokens, CFG 4, top-k 2000.
+        if let (Ok(repo), false) = (std::env::var("ARVIS_LLAMAGEN_REPO"), a.quick) {
+            for b in [1, 64] {
+                let mut c = Command::new(&python);
+                c.arg(py.join("bench_llamagen_torch.py"))
+                    .args(["--llamagen-repo", &repo, "--device", "cuda"])
+                    .args(["--batch", &b.to_string(), "--runs", "3", "--warmup", "1"]);
+                let v = json_of(&mut c)?;
+                if let Some(s) = v["median_s"].as_f64() {
+                    theirs.insert(format!("llamagen/gpt_b/b{b}"), s);
                 }
             }
         }

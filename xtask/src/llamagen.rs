@@ -191,10 +191,10 @@ pub fn run(args: &[String]) -> XResult<()> {
         rows.push((b, ma, mt, ours, theirs, torch_info));
     }
     let mut md = String::new();
-    md.push_str(&format!(
+    md.push_str(
         "| B | arvis median (runs) | PyTorch median (runs) | ratio | arvis tokens/s | weight stream, arvis |\n\
-         |---|---|---|---|---|---|\n"
-    ));
+         |---|---|---|---|---|---|\n",
+    );
     for (b, ma, mt, ours, theirs, _) in &rows {
         let list = |v: &[f64]| {
             v.iter()
@@ -213,7 +213,11 @@ pub fn run(args: &[String]) -> XResult<()> {
         ));
     }
     let info = rows.first().map(|r| r.5.clone()).unwrap_or(Value::Null);
-    let text = |k: &str| info.get(k).map_or("?".into(), |v| v.to_string());
+    let text = |k: &str| match info.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+        None => "?".into(),
+    };
     md.push_str(&format!(
         "\nGPT-B (random weights `{weights}`), 256 tokens, CFG 4 (doubled batch), top-k 2000, \
          top-p 1.0, temperature 1, fp32, {THREADS} threads on both sides; official \

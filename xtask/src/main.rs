@@ -42,7 +42,8 @@ Commands:
   codegen [--check]     validate every shaders/*.wgsl with naga (wgpu's own front end and
                         validator, with the f16/subgroup capabilities arvis may enable)
   gpu-report [options]  on a machine with a GPU: matmul 4096³, attention (VAR-d16 shapes, L 4096
-                        causal) and VAR-d16 images/s at B 1 and 64 through wgpu, next to PyTorch
+                        causal), VAR-d16 and LlamaGen GPT-B (256 tokens) at B 1 and 64 through
+                        wgpu, next to PyTorch
                         fp32 (TF32 off) in the same run when torch imports; table also written
                         to target/gpu-report.md
       --quick             tiny shapes (a smoke test, e.g. on lavapipe)
@@ -67,7 +68,8 @@ Environment:
   ARVIS_VAR_D16_WEIGHTS weights file both VAR sides load (default:
                         target/bench-data/var_d16_random.safetensors, written by the official
                         code with seeded random weights when missing)
-  ARVIS_LLAMAGEN_REPO   FoundationVision/LlamaGen checkout for `llamagen-bench`
+  ARVIS_LLAMAGEN_REPO   FoundationVision/LlamaGen checkout for `llamagen-bench` and the official
+                        GPT-B rows of `gpu-report` (B 1 and 64 on cuda)
   ARVIS_FP32_PEAK_TFLOPS fp32 peak the GPU report rates against (default: a table of known GPUs)
   ARVIS_PEAK_GHZ        clock of the theoretical peak FLOP/s (default: `cpu MHz` of
                         /proc/cpuinfo); compute-bound ops are rated against the measured

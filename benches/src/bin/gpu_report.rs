@@ -1,4 +1,4 @@
-//! The arvis side of `cargo xtask gpu-report`: matmul, attention and VAR generation on the GPU
+//! The arvis side of `cargo xtask gpu-report`: matmul, attention, VAR and LlamaGen generation on the GPU
 //! (`GpuContext::shared`, i.e. the best adapter or `ARVIS_WGPU_ADAPTER`), timed with a device
 //! sync inside every timed region, printed as one JSON object on stdout (same keys and FLOP
 //! counts as `xtask/py/gpu_report_torch.py`).
@@ -12,7 +12,9 @@ use std::time::Instant;
 
 use arvis_attention::{AttentionMask, sdpa};
 use arvis_core::gpu::GpuContext;
+use arvis_core::sampling::SamplingConfig;
 use arvis_core::{Device, SeededRng, Tensor, Weights};
+use arvis_models::llamagen::{LlamaGen, LlamaGenConfig};
 use arvis_models::var::random::random_weights_bytes;
 use arvis_models::var::{Var, VarConfig, VarRequest};
 use arvis_tokenizer::VqVaeConfig;
@@ -33,6 +35,53 @@ fn median_s(runs: usize, mut f: impl FnMut() -> Res<()>) -> Res<f64> {
     }
     t.sort_by(f64::total_cmp);
     Ok(t[t.len() / 2])
+}
+
+/// LlamaGen GPT-B (seeded random weights, `--quick`: a 2-layer dim-128 GPT) generating its 256
+/// tokens with CFG 4 and top-k 2000 at B = 1 and 64 (`--quick`: 1 and 2), as `llamagen/<size>/b<B>`
+/// (same ids as `bench_llamagen_torch.py --device cuda`). Sampling reads the guided logits back
+/// once per step; everything else stays on the device.
+fn llamagen_rows(
+    ctx: &GpuContext,
+    quick: bool,
+    runs: usize,
+    results: &mut BTreeMap<String, Value>,
+) -> Res<()> {
+    let (cfg, size) = if quick {
+        let mut c = LlamaGenConfig::gpt_b();
+        c.n_layer = 2;
+        c.dim = 128;
+        c.n_head = 2;
+        c.vocab_size = 4096;
+        (c, "tiny")
+    } else {
+        (LlamaGenConfig::gpt_b(), "gpt_b")
+    };
+    let bytes = arvis_models::llamagen::random::random_weights_bytes(&cfg, None, 0)?;
+    let weights = Weights::from_bytes("random LlamaGen", bytes)?;
+    let model = LlamaGen::load_on(&weights, Device::Gpu)?;
+    drop(weights);
+    let sampling = SamplingConfig::llamagen(1.0, 2000, 1.0);
+    let batches: &[usize] = if quick { &[1, 2] } else { &[1, 64] };
+    for &bsz in batches {
+        let labels: Vec<u32> = (0..bsz as u32).map(|i| i * 37 % 1000).collect();
+        let fallbacks = ctx.host_fallbacks();
+        let n = runs.min(3);
+        let s = median_s(n, || {
+            model.generate(&labels, 4.0, &sampling, 0)?;
+            Ok(ctx.sync()?)
+        })?;
+        let per_run = (ctx.host_fallbacks() - fallbacks) / (n as u64 + 1);
+        eprintln!(
+            "LlamaGen {size} B={bsz}: {s:.3} s, {:.1} tokens/s, {per_run} host fallbacks per generation",
+            (bsz * cfg.block_size) as f64 / s
+        );
+        results.insert(
+            format!("llamagen/{size}/b{bsz}"),
+            json!({"s": s, "images_per_s": bsz as f64 / s, "host_fallbacks": per_run}),
+        );
+    }
+    Ok(())
 }
 
 fn main() -> Res<()> {
@@ -151,6 +200,7 @@ fn main() -> Res<()> {
             json!({"s": s, "images_per_s": bsz as f64 / s, "host_fallbacks": per_run}),
         );
     }
+    llamagen_rows(ctx, quick, runs, &mut results)?;
     if profile && ctx.info().timestamps {
         ctx.set_profiling(true)?;
         let req = VarRequest::new(vec![0], 0);
