@@ -4,11 +4,15 @@
 
 mod common;
 
+use arvis_core::SeededRng;
 use arvis_core::sampling::SamplingConfig;
+use arvis_core::sampling::sample_row;
 use arvis_core::{Tolerance, Weights};
 use arvis_models::ModelError;
 use arvis_models::llamagen::random::{gpt_tensor_specs, random_weights_bytes};
-use arvis_models::llamagen::{LlamaGen, LlamaGenConfig, LlamaGenVqConfig};
+use arvis_models::llamagen::{
+    LLAMAGEN_SAMPLING_STREAM, LlamaGen, LlamaGenConfig, LlamaGenGuidance, LlamaGenVqConfig,
+};
 use common::TestResult;
 
 fn tiny() -> LlamaGenConfig {
@@ -136,5 +140,57 @@ fn bad_requests_and_files_are_rejected() -> TestResult {
         LlamaGen::load_on(&w, arvis_core::Device::Cpu),
         Err(ModelError::Family { .. })
     ));
+    Ok(())
+}
+
+/// `cfg_interval` (the official `generate`'s): the sampler sees the guided logits up to decode
+/// step `k` (generation step `k + 1`) and the conditional logits after it. Checked by redrawing
+/// every token from the replayed run's two kinds of logits with the documented uniform stream.
+#[test]
+fn cfg_interval_switches_to_conditional_logits() -> TestResult {
+    let gpt = LlamaGen::random(&tiny(), 5)?;
+    let sampling = SamplingConfig::llamagen(1.0, 50, 0.95);
+    let labels = [3, 9];
+    let (seed, k) = (21, 4);
+    let guidance = LlamaGenGuidance {
+        scale: 4.0,
+        interval: Some(k),
+    };
+    let run = gpt.generate_guided(&labels, guidance, &sampling, seed, &mut |_| {})?;
+    let replay = gpt.generate_with_indices(&labels, 4.0, &run.tokens)?;
+    let mut rng = SeededRng::new(seed).fork(LLAMAGEN_SAMPLING_STREAM);
+    let n = gpt.config().block_size;
+    let mut switched = 0;
+    for step in 0..n {
+        let source = if step <= k + 1 {
+            &replay.logits[step]
+        } else {
+            &replay.cond_logits[step]
+        };
+        let rows = source.to_vec();
+        let v = rows.len() / labels.len();
+        for (r, row) in rows.chunks_exact(v).enumerate() {
+            let u = rng.uniform_f64();
+            let want = sample_row(row, &sampling, u)?;
+            assert_eq!(run.tokens[r][step] as usize, want, "step {step} row {r}");
+            if step > k + 1 {
+                let mixed = &replay.logits[step].to_vec()[r * v..(r + 1) * v];
+                switched += usize::from(sample_row(mixed, &sampling, u)? != want);
+            }
+        }
+    }
+    assert!(
+        switched > 0,
+        "guided and conditional logits never disagreed"
+    );
+    // No interval (or one past the end) is plain guided generation.
+    let all = gpt.generate(&labels, 4.0, &sampling, seed)?;
+    let late = LlamaGenGuidance {
+        scale: 4.0,
+        interval: Some(n),
+    };
+    let late = gpt.generate_guided(&labels, late, &sampling, seed, &mut |_| {})?;
+    assert_eq!(all.tokens, late.tokens);
+    assert_ne!(all.tokens, run.tokens, "the interval changed nothing");
     Ok(())
 }

@@ -23,6 +23,32 @@ pub struct LlamaGenRun {
     pub cond_logits: Vec<Tensor>,
 }
 
+/// Classifier-free guidance of a LlamaGen run, as the official `generate(cfg_scale, cfg_interval)`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LlamaGenGuidance {
+    /// The scale `s` of `u + (c − u)·s`; `≤ 1` runs the conditional batch alone.
+    pub scale: f32,
+    /// The official `cfg_interval`: `Some(k)` guides the prefill and decode steps `0..=k`
+    /// (generation steps `0..=k + 1`) and then samples from the conditional logits alone — the
+    /// batch stays doubled, as in the official loop. `None` (the official `-1`) guides every step.
+    pub interval: Option<usize>,
+}
+
+impl LlamaGenGuidance {
+    /// Guidance `scale` at every step.
+    pub fn new(scale: f32) -> Self {
+        LlamaGenGuidance {
+            scale,
+            interval: None,
+        }
+    }
+
+    /// Whether generation step `step` (0 = the prefill) mixes in the unconditional logits.
+    pub fn mixes_at(&self, step: usize) -> bool {
+        self.scale > 1.0 && self.interval.is_none_or(|k| step <= k + 1)
+    }
+}
+
 enum Source<'a> {
     Replay(&'a [Vec<u32>]),
     Sample {
@@ -62,6 +88,25 @@ impl LlamaGen {
         self.sample_run(labels, cfg, sampling, seed, false, progress)
     }
 
+    /// [`generate_with_progress`](Self::generate_with_progress) with full [`LlamaGenGuidance`]
+    /// (the official `cfg_interval`): same draws as `generate` for the same seed.
+    pub fn generate_guided(
+        &self,
+        labels: &[u32],
+        guidance: LlamaGenGuidance,
+        sampling: &SamplingConfig,
+        seed: u64,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<LlamaGenRun> {
+        sampling.validate()?;
+        let rng = Box::new(SeededRng::new(seed).fork(LLAMAGEN_SAMPLING_STREAM));
+        let source = Source::Sample {
+            rng,
+            sampling: *sampling,
+        };
+        self.run_loop(labels, guidance, source, false, progress)
+    }
+
     /// [`generate`](Self::generate), also keeping every step's logits in the run (as
     /// [`generate_with_indices`](Self::generate_with_indices) does): same draws, same tokens.
     pub fn generate_with_logits(
@@ -89,7 +134,7 @@ impl LlamaGen {
             rng,
             sampling: *sampling,
         };
-        self.run_loop(labels, cfg, source, record, progress)
+        self.run_loop(labels, LlamaGenGuidance::new(cfg), source, record, progress)
     }
 
     /// Replays given tokens (`B` rows of `block_size`) through the cached loop with guidance
@@ -103,7 +148,13 @@ impl LlamaGen {
     ) -> Result<LlamaGenRun> {
         self.check_labels(labels)?;
         self.check_tokens(tokens, labels.len(), self.config().block_size)?;
-        self.run_loop(labels, cfg, Source::Replay(tokens), true, &mut |_| {})
+        self.run_loop(
+            labels,
+            LlamaGenGuidance::new(cfg),
+            Source::Replay(tokens),
+            true,
+            &mut |_| {},
+        )
     }
 
     /// The raster grid position of generation step `t` ([`LlamaGen::token_order`]).
@@ -117,12 +168,13 @@ impl LlamaGen {
     fn run_loop(
         &self,
         labels: &[u32],
-        cfg: f32,
+        guidance: LlamaGenGuidance,
         mut source: Source<'_>,
         record: bool,
         progress: &mut dyn FnMut(usize),
     ) -> Result<LlamaGenRun> {
         self.check_labels(labels)?;
+        let cfg = guidance.scale;
         if !cfg.is_finite() {
             return Err(ModelError::request(format!("cfg {cfg} must be finite")));
         }
@@ -161,10 +213,18 @@ impl LlamaGen {
             let logits = logits.reshape(&[n, v])?;
             let (cond, mixed) = match (guided, record) {
                 (true, true) => {
-                    let mixed = cfg_mix_stacked(&logits, cfg, CfgForm::LlamaGen)?;
-                    (Some(logits.narrow(0, 0, b)?), mixed)
+                    let cond = logits.narrow(0, 0, b)?;
+                    let mixed = if guidance.mixes_at(step) {
+                        cfg_mix_stacked(&logits, cfg, CfgForm::LlamaGen)?
+                    } else {
+                        cond.clone()
+                    };
+                    (Some(cond), mixed)
                 }
-                (true, false) => (None, cfg_mix_stacked(&logits, cfg, CfgForm::LlamaGen)?),
+                (true, false) if guidance.mixes_at(step) => {
+                    (None, cfg_mix_stacked(&logits, cfg, CfgForm::LlamaGen)?)
+                }
+                (true, false) => (None, logits.narrow(0, 0, b)?),
                 (false, true) => (Some(logits.clone()), logits),
                 (false, false) => (None, logits),
             };

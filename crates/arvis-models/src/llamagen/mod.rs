@@ -11,5 +11,5 @@ pub mod random;
 
 pub use arvis_tokenizer::{LlamaGenVq, LlamaGenVqConfig, TokenOrder};
 pub use config::LlamaGenConfig;
-pub use generate::{LLAMAGEN_SAMPLING_STREAM, LlamaGenRun};
+pub use generate::{LLAMAGEN_SAMPLING_STREAM, LlamaGenGuidance, LlamaGenRun};
 pub use model::{LLAMAGEN_FAMILY, LlamaGen};
