@@ -177,7 +177,12 @@ impl LlamaGenModel {
     /// Loads both halves of a LlamaGen file onto `device`; the GPT's vocabulary must be the
     /// codebook size.
     pub fn load_on(weights: &Weights, device: Device) -> Result<Self> {
-        let gpt = LlamaGen::load_on(weights, device)?;
+        Self::load_on_with(weights, device, LoadOptions::default())
+    }
+
+    /// [`LlamaGenModel::load_on`] with load `options` (f16 storage of the GPT's linear weights).
+    pub fn load_on_with(weights: &Weights, device: Device, options: LoadOptions) -> Result<Self> {
+        let gpt = LlamaGen::load_on_with(weights, device, options)?;
         let vq_cfg = LlamaGenVqConfig::from_weights(weights)?;
         if vq_cfg.codebook_size != gpt.config().vocab_size {
             return Err(Error::BadMetadata {
@@ -262,8 +267,9 @@ impl Pipeline {
         let family = weights.metadata_str(arvis_core::weights::META_FAMILY)?;
         let model = match family {
             "var" => Model::Var(Box::new(Var::load_on_with(weights, device, options)?)),
-            // f16 weight storage is wired for VAR only so far.
-            "llamagen" => Model::LlamaGen(Box::new(LlamaGenModel::load_on(weights, device)?)),
+            "llamagen" => Model::LlamaGen(Box::new(LlamaGenModel::load_on_with(
+                weights, device, options,
+            )?)),
             other => {
                 return Err(Error::UnsupportedFamily {
                     path: weights.path().to_path_buf(),

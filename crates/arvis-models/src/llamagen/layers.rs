@@ -34,18 +34,23 @@ pub(crate) enum Attend<'a> {
 }
 
 impl Block {
-    pub(crate) fn load(scope: &WeightsScope<'_>, cfg: &LlamaGenConfig) -> Result<Self> {
+    /// Loads the block, its linear weights stored as `storage`.
+    pub(crate) fn load(
+        scope: &WeightsScope<'_>,
+        cfg: &LlamaGenConfig,
+        storage: WeightStorage,
+    ) -> Result<Self> {
         let (c, f) = (cfg.dim, cfg.ffn_hidden());
         let a = scope.scope("attention");
         let ff = scope.scope("feed_forward");
         Ok(Block {
             attention_norm: scope.get("attention_norm.weight", &[c])?,
-            wqkv: Linear::load(&a.scope("wqkv"), 3 * c, c, false, WeightStorage::F32)?,
-            wo: Linear::load(&a.scope("wo"), c, c, false, WeightStorage::F32)?,
+            wqkv: Linear::load(&a.scope("wqkv"), 3 * c, c, false, storage)?,
+            wo: Linear::load(&a.scope("wo"), c, c, false, storage)?,
             ffn_norm: scope.get("ffn_norm.weight", &[c])?,
-            w1: Linear::load(&ff.scope("w1"), f, c, false, WeightStorage::F32)?,
-            w3: Linear::load(&ff.scope("w3"), f, c, false, WeightStorage::F32)?,
-            w2: Linear::load(&ff.scope("w2"), c, f, false, WeightStorage::F32)?,
+            w1: Linear::load(&ff.scope("w1"), f, c, false, storage)?,
+            w3: Linear::load(&ff.scope("w3"), f, c, false, storage)?,
+            w2: Linear::load(&ff.scope("w2"), c, f, false, storage)?,
             heads: cfg.n_head,
             eps: cfg.norm_eps,
         })

@@ -1,7 +1,6 @@
 //! [`LlamaGen`]: the class-conditional GPT (official `Transformer` of `gpt.py`) and its loading.
 
 use arvis_attention::{KvCache, RopeTable};
-use arvis_core::ops::WeightStorage;
 use arvis_core::weights::{META_CONFIG, META_FAMILY};
 use arvis_core::{Device, Tensor, Weights, WeightsScope};
 use serde::Deserialize;
@@ -9,6 +8,7 @@ use serde::Deserialize;
 use crate::error::{ModelError, Result};
 use crate::llamagen::config::LlamaGenConfig;
 use crate::llamagen::layers::{Attend, Block};
+use crate::var::LoadOptions;
 use crate::var::layers::Linear;
 
 /// `arvis.family` of LlamaGen files.
@@ -42,10 +42,23 @@ impl LlamaGen {
     /// shape against `cfg`. The model lives on the scope's device
     /// ([`Weights::scope_on`]).
     pub fn load(scope: &WeightsScope<'_>, cfg: &LlamaGenConfig) -> Result<Self> {
+        Self::load_with(scope, cfg, LoadOptions::default())
+    }
+
+    /// [`LlamaGen::load`] with `options`: [`LoadOptions::weight_storage`] `F16` keeps every
+    /// linear weight (the blocks' and `output`) in f16 — half the bytes a decode step streams,
+    /// at f16 rounding of the weights (exact for weights that are f16 values already); the
+    /// embeddings and norms stay f32.
+    pub fn load_with(
+        scope: &WeightsScope<'_>,
+        cfg: &LlamaGenConfig,
+        options: LoadOptions,
+    ) -> Result<Self> {
         cfg.validate()?;
         let c = cfg.dim;
+        let storage = options.weight_storage;
         let blocks = (0..cfg.n_layer)
-            .map(|i| Block::load(&scope.scope(&format!("layers.{i}")), cfg))
+            .map(|i| Block::load(&scope.scope(&format!("layers.{i}")), cfg, storage))
             .collect::<Result<Vec<_>>>()?;
         let cls_table = scope.get(
             "cls_embedding.embedding_table.weight",
@@ -60,13 +73,7 @@ impl LlamaGen {
             tok_table: scope.get("tok_embeddings.weight", &[cfg.vocab_size, c])?,
             blocks,
             norm: scope.get("norm.weight", &[c])?,
-            output: Linear::load(
-                &scope.scope("output"),
-                cfg.vocab_size,
-                c,
-                false,
-                WeightStorage::F32,
-            )?,
+            output: Linear::load(&scope.scope("output"), cfg.vocab_size, c, false, storage)?,
             rope,
             device,
             cfg: cfg.clone(),
@@ -76,6 +83,11 @@ impl LlamaGen {
     /// Loads the GPT of an arvis LlamaGen file (`arvis.family` = `"llamagen"`, the config
     /// under `"gpt"` in `arvis.config`, tensors under `gpt.`) onto `device`.
     pub fn load_on(weights: &Weights, device: Device) -> Result<Self> {
+        Self::load_on_with(weights, device, LoadOptions::default())
+    }
+
+    /// [`LlamaGen::load_on`] with `options` (f16 weight storage: [`LlamaGen::load_with`]).
+    pub fn load_on_with(weights: &Weights, device: Device, options: LoadOptions) -> Result<Self> {
         let family = weights.metadata_str(META_FAMILY)?;
         if family != LLAMAGEN_FAMILY {
             return Err(ModelError::Family {
@@ -91,7 +103,7 @@ impl LlamaGen {
                 weights.path().display()
             ))
         })?;
-        Self::load(&weights.scope_on("gpt", device), &file.gpt)
+        Self::load_with(&weights.scope_on("gpt", device), &file.gpt, options)
     }
 
     /// The configuration.
