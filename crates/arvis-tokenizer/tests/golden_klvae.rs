@@ -11,47 +11,21 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
 
-use arvis_core::{Device, Tensor, Tolerance, Weights};
+use arvis_core::{Device, Tolerance, Weights};
 use arvis_tokenizer::{KlVae, KlVaeConfig};
-use common::TestResult;
+use common::{TestResult, compare};
 
 /// Moments and latents: 1e-4 relative (the abs floor only matters for values near 0).
 const MOMENT_TOL: Tolerance = Tolerance::new(1e-4, 1e-5);
 const IMAGE_TOL: Tolerance = Tolerance::new(0.0, 1e-3);
 
 fn fixture() -> Result<Weights, Box<dyn std::error::Error>> {
-    let path = std::env::var_os("ARVIS_KLVAE_GOLDEN").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/klvae_tiny.safetensors"),
-        PathBuf::from,
-    );
-    if !path.exists() {
-        return Err(format!(
-            "golden fixture {} is missing: generate it with `/work/venv/bin/python \
-             xtask/py/golden_klvae.py --mar-repo <LTH14/mar checkout>` (see tests/golden/README.md)",
-            path.display()
-        )
-        .into());
-    }
-    Ok(Weights::open(&path)?)
-}
-
-fn compare(what: &str, got: &Tensor, want: &Tensor, tol: Tolerance) -> TestResult {
-    if got.shape() != want.shape() {
-        return Err(format!("{what}: shape {:?}, golden {:?}", got.shape(), want.shape()).into());
-    }
-    let (g, w) = (got.to_vec(), want.to_vec());
-    let (mut abs, mut scale) = (0.0f64, 0.0f64);
-    for (&a, &e) in g.iter().zip(&w) {
-        abs = abs.max((f64::from(a) - f64::from(e)).abs());
-        scale = scale.max(f64::from(e).abs());
-    }
-    println!(
-        "{what:>8}: max |Δ| {abs:.3e}, max |want| {scale:.3} ({} values)",
-        g.len()
-    );
-    tol.check(&g, &w).map_err(|m| format!("{what}: {m}").into())
+    common::open_golden(
+        "ARVIS_KLVAE_GOLDEN",
+        "klvae_tiny.safetensors",
+        "/work/venv/bin/python xtask/py/golden_klvae.py --mar-repo <LTH14/mar checkout>",
+    )
 }
 
 #[test]

@@ -72,7 +72,13 @@ impl LlamaGen {
         sampling: &SamplingConfig,
         seed: u64,
     ) -> Result<LlamaGenRun> {
-        self.sample_run(labels, cfg, sampling, seed, false, &mut |_| {})
+        self.generate_guided(
+            labels,
+            LlamaGenGuidance::new(cfg),
+            sampling,
+            seed,
+            &mut |_| {},
+        )
     }
 
     /// [`generate`](Self::generate) that calls `progress(t)` after each sampled step `t`
@@ -85,7 +91,7 @@ impl LlamaGen {
         seed: u64,
         progress: &mut dyn FnMut(usize),
     ) -> Result<LlamaGenRun> {
-        self.sample_run(labels, cfg, sampling, seed, false, progress)
+        self.generate_guided(labels, LlamaGenGuidance::new(cfg), sampling, seed, progress)
     }
 
     /// [`generate_with_progress`](Self::generate_with_progress) with full [`LlamaGenGuidance`]
@@ -98,13 +104,7 @@ impl LlamaGen {
         seed: u64,
         progress: &mut dyn FnMut(usize),
     ) -> Result<LlamaGenRun> {
-        sampling.validate()?;
-        let rng = Box::new(SeededRng::new(seed).fork(LLAMAGEN_SAMPLING_STREAM));
-        let source = Source::Sample {
-            rng,
-            sampling: *sampling,
-        };
-        self.run_loop(labels, guidance, source, false, progress)
+        self.sample_run(labels, guidance, sampling, seed, false, progress)
     }
 
     /// [`generate`](Self::generate), also keeping every step's logits in the run (as
@@ -116,13 +116,20 @@ impl LlamaGen {
         sampling: &SamplingConfig,
         seed: u64,
     ) -> Result<LlamaGenRun> {
-        self.sample_run(labels, cfg, sampling, seed, true, &mut |_| {})
+        self.sample_run(
+            labels,
+            LlamaGenGuidance::new(cfg),
+            sampling,
+            seed,
+            true,
+            &mut |_| {},
+        )
     }
 
     fn sample_run(
         &self,
         labels: &[u32],
-        cfg: f32,
+        guidance: LlamaGenGuidance,
         sampling: &SamplingConfig,
         seed: u64,
         record: bool,
@@ -134,7 +141,7 @@ impl LlamaGen {
             rng,
             sampling: *sampling,
         };
-        self.run_loop(labels, LlamaGenGuidance::new(cfg), source, record, progress)
+        self.run_loop(labels, guidance, source, record, progress)
     }
 
     /// Replays given tokens (`B` rows of `block_size`) through the cached loop with guidance

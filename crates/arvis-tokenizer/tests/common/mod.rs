@@ -248,3 +248,46 @@ pub fn bicubic(x: &T4, oh: usize, ow: usize) -> T4 {
 pub fn area(x: &T4, oh: usize, ow: usize) -> T4 {
     resample(x, &area_matrix(x.h, oh), &area_matrix(x.w, ow))
 }
+
+/// Opens the golden fixture `tests/golden/<file>` (or the path in the environment variable
+/// `env`); a missing file is an error naming the command that makes it.
+pub fn open_golden(
+    env: &str,
+    file: &str,
+    make: &str,
+) -> Result<Weights, Box<dyn std::error::Error>> {
+    let path = std::env::var_os(env).map_or_else(
+        || {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/golden")
+                .join(file)
+        },
+        std::path::PathBuf::from,
+    );
+    if !path.exists() {
+        return Err(format!(
+            "golden fixture {} is missing: generate it with `{make}` (see tests/golden/README.md)",
+            path.display()
+        )
+        .into());
+    }
+    Ok(Weights::open(&path)?)
+}
+
+/// Checks `got` against the golden `want` at `tol` and prints the largest difference.
+pub fn compare(what: &str, got: &Tensor, want: &Tensor, tol: Tolerance) -> TestResult {
+    if got.shape() != want.shape() {
+        return Err(format!("{what}: shape {:?}, golden {:?}", got.shape(), want.shape()).into());
+    }
+    let (g, w) = (got.to_vec(), want.to_vec());
+    let (mut abs, mut scale) = (0.0f64, 0.0f64);
+    for (&a, &e) in g.iter().zip(&w) {
+        abs = abs.max((f64::from(a) - f64::from(e)).abs());
+        scale = scale.max(f64::from(e).abs());
+    }
+    println!(
+        "{what:>8}: max |Δ| {abs:.3e}, max |want| {scale:.3} ({} values)",
+        g.len()
+    );
+    tol.check(&g, &w).map_err(|m| format!("{what}: {m}").into())
+}
