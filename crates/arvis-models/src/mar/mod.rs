@@ -10,7 +10,7 @@ mod layers;
 mod model;
 pub mod random;
 
-pub use arvis_heads::{StepAnnealing, StepSchedule};
+pub use arvis_heads::{DiffusionHeadConfig, StepAnnealing, StepSchedule};
 pub use arvis_tokenizer::{KlVae, KlVaeConfig};
 pub use config::MarConfig;
 pub use generate::{CfgSchedule, HeadSteps, MAR_SAMPLING_STREAM, MarIteration, MarRequest, MarRun};
