@@ -23,6 +23,9 @@ pub enum ModelError {
     /// The VQ-VAE tokenizer failed.
     #[error("VQ-VAE: {0}")]
     Tokenizer(#[from] arvis_tokenizer::TokenizerError),
+    /// A per-token head (MAR's diffusion head) or its sampler failed.
+    #[error("head: {0}")]
+    Head(#[from] arvis_heads::HeadError),
     /// The weights file declares another model family.
     #[error("{}: `arvis.family` is `{found}`, expected `{expected}`", path.display())]
     Family {

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 
 use arvis_core::ops::WeightStorage;
 use arvis_core::{Device, Weights};
+use arvis_models::mar::{CfgSchedule, HeadSteps, StepAnnealing, StepSchedule};
 use arvis_models::var::LoadOptions;
 use arvis_tokenizer::image::{PixelRange, Rounding, encode_png, grid, tensor_to_rgb8};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -17,7 +18,7 @@ use crate::classifier::MnistClassifier;
 use crate::error::{Error, Result};
 use crate::eval::{EvalProgress, EvalSettings, evaluate_with};
 use crate::output::write_atomically;
-use crate::pipeline::{ModelSource, Pipeline, Progress, Request, Sampling, Stage};
+use crate::pipeline::{MarOptions, ModelSource, Pipeline, Progress, Request, Sampling, Stage};
 
 /// Fast, portable inference for autoregressive image generators.
 #[derive(Debug, Parser)]
@@ -55,6 +56,8 @@ struct GenerateArgs {
     per_class: usize,
     #[command(flatten)]
     sampling: SamplingArgs,
+    #[command(flatten)]
+    mar: MarArgs,
     /// Output PNG: the images side by side (a grid of `--nrow` per row).
     #[arg(long, value_name = "PATH")]
     out: PathBuf,
@@ -102,6 +105,98 @@ impl SamplingArgs {
             top_p: self.top_p.unwrap_or(defaults.top_p),
         }
     }
+}
+
+/// MAR's options (MAR models only; the defaults are `MarOptions::default`: 64 iterations, 100
+/// head steps, temperature 1, linear guidance).
+#[derive(Debug, clap::Args)]
+struct MarArgs {
+    /// MAR: AR iterations (1..=256 for 256 tokens) [default: 64].
+    #[arg(long, value_name = "N")]
+    steps: Option<usize>,
+    /// MAR: diffusion steps of the head per iteration [default: 100].
+    #[arg(long, value_name = "N", conflicts_with = "disa")]
+    head_steps: Option<usize>,
+    /// MAR: DiSA step annealing `SCHEDULE:UPPER:LOWER` (schedule linear, cosine, two-stage or
+    /// constant), e.g. `linear:50:5`: UPPER head steps at the first iteration down to LOWER.
+    #[arg(long, value_name = "SCHEDULE:UPPER:LOWER")]
+    disa: Option<String>,
+    /// MAR: temperature of the head's noise [default: 1].
+    #[arg(long, value_name = "T")]
+    temperature: Option<f32>,
+    /// MAR: how guidance grows over the iterations [default: linear].
+    #[arg(long, value_enum)]
+    cfg_schedule: Option<CfgScheduleArg>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum CfgScheduleArg {
+    Linear,
+    Constant,
+}
+
+impl MarArgs {
+    fn any(&self) -> bool {
+        self.steps.is_some()
+            || self.head_steps.is_some()
+            || self.disa.is_some()
+            || self.temperature.is_some()
+            || self.cfg_schedule.is_some()
+    }
+
+    /// The given options over the defaults.
+    fn resolve(&self) -> Result<MarOptions> {
+        let mut o = MarOptions::default();
+        if let Some(n) = self.steps {
+            o.num_iter = n;
+        }
+        if let Some(n) = self.head_steps {
+            if n == 0 {
+                return Err(Error::Usage("--head-steps must be at least 1".into()));
+            }
+            o.head_steps = HeadSteps::Fixed(n);
+        }
+        if let Some(spec) = &self.disa {
+            o.head_steps = HeadSteps::Annealed(parse_disa(spec)?);
+        }
+        if let Some(t) = self.temperature {
+            if !(t.is_finite() && t >= 0.0) {
+                return Err(Error::Usage(format!("--temperature {t} must be >= 0")));
+            }
+            o.temperature = t;
+        }
+        if let Some(s) = self.cfg_schedule {
+            o.cfg_schedule = match s {
+                CfgScheduleArg::Linear => CfgSchedule::Linear,
+                CfgScheduleArg::Constant => CfgSchedule::Constant,
+            };
+        }
+        Ok(o)
+    }
+}
+
+/// `SCHEDULE:UPPER:LOWER` → a DiSA schedule.
+fn parse_disa(spec: &str) -> Result<StepAnnealing> {
+    let bad = || {
+        Error::Usage(format!(
+            "--disa {spec}: expected SCHEDULE:UPPER:LOWER with SCHEDULE linear, cosine, two-stage \
+             or constant and 1 <= LOWER <= UPPER (e.g. linear:50:5)"
+        ))
+    };
+    let parts: Vec<&str> = spec.split(':').collect();
+    let [kind, upper, lower] = parts[..] else {
+        return Err(bad());
+    };
+    let schedule = match kind {
+        "linear" => StepSchedule::Linear,
+        "cosine" => StepSchedule::Cosine,
+        "two-stage" => StepSchedule::TwoStage,
+        "constant" => StepSchedule::Constant,
+        _ => return Err(bad()),
+    };
+    let upper: usize = upper.parse().map_err(|_| bad())?;
+    let lower: usize = lower.parse().map_err(|_| bad())?;
+    StepAnnealing::new(schedule, upper, lower).map_err(|_| bad())
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -209,7 +304,17 @@ fn generate(a: &GenerateArgs) -> Result<()> {
             WeightStorage::F32
         },
     };
-    let pipeline = Pipeline::open_with(&a.model, device, options)?;
+    let mut pipeline = Pipeline::open_with(&a.model, device, options)?;
+    if pipeline.family() == "mar" {
+        pipeline.set_mar_options(a.mar.resolve()?);
+    } else if a.mar.any() {
+        return Err(Error::Usage(format!(
+            "--steps, --head-steps, --disa, --temperature and --cfg-schedule apply to MAR models; \
+             {} is a {} model",
+            a.model,
+            pipeline.family()
+        )));
+    }
     let sampling = a.sampling.resolve(pipeline.default_sampling());
     let labels = if a.grid {
         let classes = u32::try_from(pipeline.num_classes()).unwrap_or(u32::MAX);

@@ -9,7 +9,9 @@ pub mod output;
 pub mod pipeline;
 
 pub use error::{Error, Result};
-pub use pipeline::{Model, ModelSource, Pipeline, Progress, Request, Sampling, Stage};
+pub use pipeline::{
+    MarModel, MarOptions, Model, ModelSource, Pipeline, Progress, Request, Sampling, Stage,
+};
 
 /// Attention kernels, masks and the KV cache.
 pub use arvis_attention as attention;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use arvis_core::sampling::SamplingConfig;
 use arvis_core::{Device, Tensor, Weights};
 use arvis_models::llamagen::{LlamaGen, LlamaGenVq, LlamaGenVqConfig};
+use arvis_models::mar::{CfgSchedule, HeadSteps, KlVae, KlVaeConfig, Mar, MarRequest};
 use arvis_models::var::{LoadOptions, Progress as VarProgress, Var, VarRequest};
 
 use crate::error::{Error, Result};
@@ -63,6 +64,14 @@ impl Sampling {
     pub const LLAMAGEN: Sampling = Sampling {
         cfg: 4.0,
         top_k: 2000,
+        top_p: 1.0,
+    };
+
+    /// MAR's evaluation guidance (MAR-B's `cfg 2.9`, linear schedule; no top-k/top-p: the
+    /// tokens are continuous): the default for MAR files that do not recommend their own.
+    pub const MAR: Sampling = Sampling {
+        cfg: 2.9,
+        top_k: 0,
         top_p: 1.0,
     };
 
@@ -157,8 +166,8 @@ pub enum Stage {
         /// Side of the scale's token map.
         patch_num: usize,
     },
-    /// A block of tokens of a raster next-token model (LlamaGen: one row of the token grid)
-    /// was sampled.
+    /// A block of tokens was sampled (LlamaGen: one row of the token grid; MAR: one AR
+    /// iteration).
     Tokens,
     /// The tokens are being decoded to pixels.
     Decode,
@@ -199,6 +208,59 @@ impl LlamaGenModel {
     }
 }
 
+/// MAR with its KL-16 VAE (a file holds both: MAR's keys unprefixed, the VAE under `vae.`).
+#[derive(Debug)]
+pub struct MarModel {
+    /// The masked encoder–decoder with its diffusion head.
+    pub mar: Mar,
+    /// The VAE that decodes its latents.
+    pub vae: KlVae,
+}
+
+impl MarModel {
+    /// Loads both halves of a MAR file onto `device`; the VAE's latent channels must be MAR's.
+    pub fn load_on(weights: &Weights, device: Device) -> Result<Self> {
+        let mar = Mar::load_on(weights, device)?;
+        let vae_cfg = KlVaeConfig::from_weights(weights)?;
+        if vae_cfg.embed_dim != mar.config().vae_embed_dim {
+            return Err(Error::BadMetadata {
+                path: weights.path().to_path_buf(),
+                msg: format!(
+                    "the VAE has {} latent channels, MAR expects {}",
+                    vae_cfg.embed_dim,
+                    mar.config().vae_embed_dim
+                ),
+            });
+        }
+        let vae = KlVae::load(&weights.scope_on("vae", device), &vae_cfg)?;
+        Ok(MarModel { mar, vae })
+    }
+}
+
+/// MAR's sampling settings beyond [`Request`] (used by MAR models only).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MarOptions {
+    /// AR iterations (the demo's 64; the paper's FID uses 256).
+    pub num_iter: usize,
+    /// Diffusion steps per iteration (100), or a DiSA schedule.
+    pub head_steps: HeadSteps,
+    /// Temperature of the head's noise (1).
+    pub temperature: f32,
+    /// How guidance grows over the iterations (linear, MAR's evaluation setting).
+    pub cfg_schedule: CfgSchedule,
+}
+
+impl Default for MarOptions {
+    fn default() -> Self {
+        MarOptions {
+            num_iter: 64,
+            head_steps: HeadSteps::Fixed(100),
+            temperature: 1.0,
+            cfg_schedule: CfgSchedule::Linear,
+        }
+    }
+}
+
 /// The models a [`Pipeline`] can hold.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -207,6 +269,8 @@ pub enum Model {
     Var(Box<Var>),
     /// A LlamaGen (raster next-token) GPT with its VQ tokenizer.
     LlamaGen(Box<LlamaGenModel>),
+    /// A MAR (masked AR, diffusion head) model with its KL VAE.
+    Mar(Box<MarModel>),
 }
 
 /// A loaded model, ready to generate.
@@ -215,6 +279,7 @@ pub struct Pipeline {
     model: Model,
     source: PathBuf,
     sampling: Sampling,
+    mar_options: MarOptions,
 }
 
 impl Pipeline {
@@ -270,6 +335,8 @@ impl Pipeline {
             "llamagen" => Model::LlamaGen(Box::new(LlamaGenModel::load_on_with(
                 weights, device, options,
             )?)),
+            // f16 weight storage is wired for VAR and LlamaGen so far.
+            "mar" => Model::Mar(Box::new(MarModel::load_on(weights, device)?)),
             other => {
                 return Err(Error::UnsupportedFamily {
                     path: weights.path().to_path_buf(),
@@ -280,12 +347,14 @@ impl Pipeline {
         let fallback = match model {
             Model::Var(_) => Sampling::VAR_DEMO,
             Model::LlamaGen(_) => Sampling::LLAMAGEN,
+            Model::Mar(_) => Sampling::MAR,
         };
         let sampling = Sampling::from_metadata(weights)?.unwrap_or(fallback);
         Ok(Pipeline {
             model,
             source: weights.path().to_path_buf(),
             sampling,
+            mar_options: MarOptions::default(),
         })
     }
 
@@ -294,12 +363,24 @@ impl Pipeline {
         &self.model
     }
 
-    /// The model family (`"var"`, `"llamagen"`).
+    /// The model family (`"var"`, `"llamagen"`, `"mar"`).
     pub fn family(&self) -> &'static str {
         match self.model {
             Model::Var(_) => "var",
             Model::LlamaGen(_) => "llamagen",
+            Model::Mar(_) => "mar",
         }
+    }
+
+    /// Sets MAR's iterations, head steps, temperature and guidance schedule for the next
+    /// [`Pipeline::generate`] calls (other families ignore them).
+    pub fn set_mar_options(&mut self, options: MarOptions) {
+        self.mar_options = options;
+    }
+
+    /// MAR's current options ([`MarOptions::default`] unless set).
+    pub fn mar_options(&self) -> MarOptions {
+        self.mar_options
     }
 
     /// Where the weights came from.
@@ -330,6 +411,7 @@ impl Pipeline {
         match &self.model {
             Model::Var(v) => v.config().num_classes,
             Model::LlamaGen(m) => m.gpt.config().num_classes,
+            Model::Mar(m) => m.mar.config().class_num,
         }
     }
 
@@ -339,6 +421,8 @@ impl Pipeline {
             Model::Var(v) => v.config().num_scales() + 1,
             // One step per row of the token grid, then the decode.
             Model::LlamaGen(m) => m.gpt.config().grid() + 1,
+            // One step per AR iteration, then the decode.
+            Model::Mar(_) => self.mar_options.num_iter + 1,
         }
     }
 
@@ -413,6 +497,34 @@ impl Pipeline {
                     stage: Stage::Decode,
                 });
                 // `save_image(normalize=True, value_range=(-1, 1))` of the official sampler.
+                Ok(img.clamp(-1.0, 1.0)?.affine(0.5, 0.5)?)
+            }
+            Model::Mar(m) => {
+                let o = self.mar_options;
+                let mr = MarRequest {
+                    labels: req.labels.iter().copied().map(Some).collect(),
+                    num_iter: o.num_iter,
+                    cfg: req.cfg,
+                    cfg_schedule: o.cfg_schedule,
+                    temperature: o.temperature,
+                    head_steps: o.head_steps,
+                    seed: req.seed,
+                };
+                let total = o.num_iter + 1;
+                let run = m.mar.generate_with_progress(&mr, &mut |k| {
+                    progress(Progress {
+                        done: k,
+                        total,
+                        stage: Stage::Tokens,
+                    })
+                })?;
+                let img = m.vae.decode_tokens(&run.latents)?;
+                progress(Progress {
+                    done: total,
+                    total,
+                    stage: Stage::Decode,
+                });
+                // engine_mar.py: `(images + 1) / 2`, clipped to [0, 1] when written.
                 Ok(img.clamp(-1.0, 1.0)?.affine(0.5, 0.5)?)
             }
         }

@@ -5,7 +5,7 @@
 //! `l` tokens of the current step, `C` width, `H` heads, `d = C / H`.
 
 use arvis_attention::{AttentionMask, KvCache, sdpa};
-use arvis_core::ops::{PackedMatrix, WeightStorage};
+use arvis_core::ops::{Activation, PackedMatrix, WeightStorage};
 use arvis_core::{Tensor, WeightsScope};
 
 use crate::error::Result;
@@ -63,6 +63,11 @@ impl Linear {
     /// One product over all leading dims, bias included.
     pub(crate) fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(x.matmul_packed(&self.packed)?)
+    }
+
+    /// [`Linear::forward`] followed by `act`, fused on the GPU.
+    pub(crate) fn forward_act(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
+        Ok(x.matmul_packed_act(&self.packed, act)?)
     }
 }
 

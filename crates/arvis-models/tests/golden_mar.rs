@@ -1,0 +1,215 @@
+//! Golden test against the official LTH14/mar code (random tiny weights), made by
+//! `xtask/py/golden_mar.py`: replaying the reference's generation orders and every noise draw
+//! of its diffusion head through [`Mar::replay`] must reproduce, at every AR iteration, the
+//! head's conditions `z`, the guidance scale, the head's raw output `[ε | v]` at its first step,
+//! the sampled tokens, and at the end the latents and the decoded image.
+//!
+//! Tolerances:
+//! - `z` and the head output: `|Δ| ≤ 1e-5 + 1e-4·|ref|` (`Tolerance::new(1e-4, 1e-5)`);
+//! - tokens, latents and image: `|Δ| ≤ 1e-3` (`Tolerance::new(0.0, 1e-3)`).
+
+mod common;
+
+use arvis_core::{Device, Tolerance, Weights};
+use arvis_heads::RecordedNoise;
+use arvis_models::mar::{CfgSchedule, HeadSteps, KlVae, KlVaeConfig, Mar, MarRequest};
+use common::{Errs, TestResult, as_indices, check, open_golden};
+
+const FILE: &str = "mar_tiny.safetensors";
+const Z_TOL: Tolerance = Tolerance::new(1e-4, 1e-5);
+const TOKEN_TOL: Tolerance = Tolerance::new(0.0, 1e-3);
+
+/// The request of fixture run `name` from the `arvis.golden` metadata.
+fn request(w: &Weights, name: &str) -> TestResult<MarRequest> {
+    let all = w.metadata_json("arvis.golden")?;
+    let g = &all[name];
+    let labels = match g["labels"].as_array() {
+        Some(a) => a.iter().map(|v| v.as_u64().map(|l| l as u32)).collect(),
+        None => vec![None; 2],
+    };
+    let schedule = match g["cfg_schedule"].as_str() {
+        Some("linear") => CfgSchedule::Linear,
+        Some("constant") => CfgSchedule::Constant,
+        s => return Err(format!("{name}: cfg_schedule {s:?}").into()),
+    };
+    let num = |k: &str| g[k].as_f64().ok_or_else(|| format!("{name}: no {k}"));
+    Ok(MarRequest {
+        labels,
+        num_iter: num("num_iter")? as usize,
+        cfg: num("cfg")? as f32,
+        cfg_schedule: schedule,
+        temperature: num("temperature")? as f32,
+        head_steps: HeadSteps::Fixed(num("head_steps")? as usize),
+        seed: 0,
+    })
+}
+
+struct RunErrs {
+    z: Errs,
+    head: Errs,
+    tokens: Errs,
+    image: Errs,
+}
+
+/// Replays run `name`; with `teacher`, the reference's tokens are fed back at every iteration
+/// (per-iteration checks of z, head and tokens), else the run is free (latents and image).
+fn replay_run(
+    mar: &Mar,
+    vae: &KlVae,
+    w: &Weights,
+    name: &str,
+    teacher: bool,
+) -> TestResult<RunErrs> {
+    let req = request(w, name)?;
+    let pre = format!("golden.{name}");
+    let s = mar.config().seq_len();
+    let flat = as_indices(&w.get_any(&format!("{pre}.orders"))?)?;
+    let orders: Vec<Vec<usize>> = flat
+        .chunks(s)
+        .map(|c| c.iter().map(|&p| p as usize).collect())
+        .collect();
+    let iters: Vec<usize> = (0..req.num_iter)
+        .filter(|k| w.contains(&format!("{pre}.it{k}.z")))
+        .collect();
+    let noise = iters
+        .iter()
+        .map(|k| {
+            RecordedNoise::from_stacked(
+                w.get_any(&format!("{pre}.it{k}.init"))?,
+                &w.get_any(&format!("{pre}.it{k}.noise"))?,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let forced = if teacher {
+        Some(
+            iters
+                .iter()
+                .map(|k| w.get_any(&format!("{pre}.it{k}.tokens")))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+    } else {
+        None
+    };
+    let run = mar.replay(&req, orders, noise, forced)?;
+    let done: Vec<_> = run.iterations.iter().filter(|it| it.z.is_some()).collect();
+    assert_eq!(
+        done.len(),
+        iters.len(),
+        "{name}: iterations with predictions"
+    );
+    let mut e = RunErrs {
+        z: Errs::default(),
+        head: Errs::default(),
+        tokens: Errs::default(),
+        image: Errs::default(),
+    };
+    if !teacher {
+        let latents_ref = w.get_any(&format!("{pre}.latents"))?;
+        e.tokens = check(
+            &format!("{name} latents"),
+            &run.latents,
+            &latents_ref,
+            TOKEN_TOL,
+        )?;
+        let image = vae.decode_tokens(&run.latents)?;
+        e.image = check(
+            &format!("{name} image"),
+            &image,
+            &w.get_any(&format!("{pre}.image"))?,
+            TOKEN_TOL,
+        )?;
+        return Ok(e);
+    }
+    for (it, &k) in done.iter().zip(&iters) {
+        let get = |key: &str| w.get_any(&format!("{pre}.it{k}.{key}"));
+        let want_cfg = get("cfg")?.to_vec()[0];
+        assert!(
+            (it.cfg - want_cfg).abs() <= 1e-6 * want_cfg.abs(),
+            "{name} iteration {k}: cfg {} vs {want_cfg}",
+            it.cfg
+        );
+        let z = it.z.as_ref().ok_or("no z")?;
+        e.z =
+            e.z.merge(check(&format!("{name} it{k} z"), z, &get("z")?, Z_TOL)?);
+        // The head's first call (t = 999, before guidance) on the reference's input and our z.
+        let t0 = get("t0")?.to_vec()[0];
+        let out = mar.head().forward(&get("x0")?, &[t0], z)?;
+        e.head = e.head.merge(check(
+            &format!("{name} it{k} head [ε | v]"),
+            &out,
+            &get("out0")?,
+            Z_TOL,
+        )?);
+        let tokens = it.tokens.as_ref().ok_or("no tokens")?;
+        e.tokens = e.tokens.merge(check(
+            &format!("{name} it{k} tokens"),
+            tokens,
+            &get("tokens")?,
+            TOKEN_TOL,
+        )?);
+    }
+    Ok(e)
+}
+
+fn line(what: &str, e: Errs) -> String {
+    format!(
+        "{what} max |Δ| {:.2e} (max |ref| {:.2})",
+        e.max_abs, e.max_ref
+    )
+}
+
+#[test]
+fn replay_matches_the_official_sample_tokens() -> TestResult {
+    let w = open_golden(FILE)?;
+    let mar = Mar::load_on(&w, Device::Cpu)?;
+    let vae = KlVae::load(&w.scope("vae"), &KlVaeConfig::from_weights(&w)?)?;
+    for name in ["guided", "uncond"] {
+        let e = replay_run(&mar, &vae, &w, name, true)?;
+        eprintln!(
+            "{name}, teacher-forced: {}; {}; {}",
+            line("z", e.z),
+            line("head", e.head),
+            line("tokens", e.tokens),
+        );
+        let e = replay_run(&mar, &vae, &w, name, false)?;
+        eprintln!(
+            "{name}, free: {}; {}",
+            line("latents", e.tokens),
+            line("image", e.image)
+        );
+    }
+    Ok(())
+}
+
+/// The replay checks itself: a wrong order (two positions swapped) changes the tokens beyond
+/// the tolerance, so the comparison above can fail.
+#[test]
+fn a_perturbed_order_is_detected() -> TestResult {
+    let w = open_golden(FILE)?;
+    let mar = Mar::load_on(&w, Device::Cpu)?;
+    let req = request(&w, "guided")?;
+    let s = mar.config().seq_len();
+    let flat = as_indices(&w.get_any("golden.guided.orders")?)?;
+    let mut orders: Vec<Vec<usize>> = flat
+        .chunks(s)
+        .map(|c| c.iter().map(|&p| p as usize).collect())
+        .collect();
+    orders[0].swap(0, s - 1);
+    let noise = (0..req.num_iter)
+        .map(|k| {
+            RecordedNoise::from_stacked(
+                w.get_any(&format!("golden.guided.it{k}.init"))?,
+                &w.get_any(&format!("golden.guided.it{k}.noise"))?,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let run = mar.replay(&req, orders, noise, None)?;
+    let want = w.get_any("golden.guided.latents")?;
+    assert!(
+        TOKEN_TOL
+            .check(&run.latents.to_vec(), &want.to_vec())
+            .is_err(),
+        "swapping two positions of an order left the latents within tolerance"
+    );
+    Ok(())
+}
