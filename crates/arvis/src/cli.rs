@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::eval::{EvalProgress, EvalSettings, evaluate_with};
 use crate::output::write_atomically;
 use crate::pipeline::{MarOptions, ModelSource, Pipeline, Progress, Request, Sampling, Stage};
+use crate::sampler::{SamplerKind, SamplerOptions, load_draft};
 
 /// Fast, portable inference for autoregressive image generators.
 #[derive(Debug, Parser)]
@@ -75,6 +76,55 @@ struct GenerateArgs {
     /// No progress bar.
     #[arg(long, short)]
     quiet: bool,
+    #[command(flatten)]
+    speculative: SpeculativeArgs,
+}
+
+/// `generate`'s sampler options (raster next-token models, i.e. LlamaGen, only).
+#[derive(Debug, clap::Args)]
+struct SpeculativeArgs {
+    /// Token sampler: `plain` (one forward per token), `sjd` (speculative Jacobi decoding,
+    /// exact), `gsd` / `lantern` (relaxed acceptance, lossy, faster), `spec` (a draft model,
+    /// exact; needs --draft). Prints target forwards, mean accepted length and acceptance rate.
+    #[arg(long, default_value_t = SamplerKind::Plain, value_name = "plain|sjd|gsd|lantern|spec")]
+    sampler: SamplerKind,
+    /// Draft model for `--sampler spec`: a second (smaller) LlamaGen file with the same
+    /// vocabulary and classes.
+    #[arg(long, value_name = "PATH")]
+    draft: Option<PathBuf>,
+    /// Inputs per verification forward: the last accepted token plus N − 1 drafts.
+    #[arg(long, default_value_t = 16, value_name = "N")]
+    window: usize,
+}
+
+impl SpeculativeArgs {
+    /// Checks the combination before anything loads.
+    fn options(&self) -> Result<SamplerOptions> {
+        let kind = self.sampler;
+        match (kind, &self.draft) {
+            (SamplerKind::Spec, None) => {
+                return Err(Error::Usage(
+                    "--sampler spec needs a draft model: --draft PATH".into(),
+                ));
+            }
+            (SamplerKind::Spec, Some(_)) | (_, None) => {}
+            (_, Some(_)) => {
+                return Err(Error::Usage(format!(
+                    "--draft is used by --sampler spec only (got --sampler {kind})"
+                )));
+            }
+        }
+        if self.window < 2 {
+            return Err(Error::Usage(format!(
+                "--window {} must be at least 2",
+                self.window
+            )));
+        }
+        Ok(SamplerOptions {
+            kind,
+            window: self.window,
+        })
+    }
 }
 
 /// The sampling options `generate` and `eval` share. Unset ones take the model file's
@@ -304,6 +354,7 @@ fn generate(a: &GenerateArgs) -> Result<()> {
             WeightStorage::F32
         },
     };
+    let sampler = a.speculative.options()?;
     let mut pipeline = Pipeline::open_with(&a.model, device, options)?;
     if pipeline.family() == "mar" {
         pipeline.set_mar_options(a.mar.resolve()?);
@@ -315,6 +366,10 @@ fn generate(a: &GenerateArgs) -> Result<()> {
             pipeline.family()
         )));
     }
+    let draft = match &a.speculative.draft {
+        Some(path) => Some(load_draft(path, device)?),
+        None => None,
+    };
     let sampling = a.sampling.resolve(pipeline.default_sampling());
     let labels = if a.grid {
         let classes = u32::try_from(pipeline.num_classes()).unwrap_or(u32::MAX);
@@ -336,15 +391,29 @@ fn generate(a: &GenerateArgs) -> Result<()> {
         pipeline.num_steps(),
         "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
     );
-    let images = pipeline.generate(&req, &mut |p: Progress| {
-        bar.set_position(p.done as u64);
-        bar.set_message(match p.stage {
-            Stage::Scale { patch_num } => format!("scale {patch_num}x{patch_num}"),
-            Stage::Tokens => "tokens".to_owned(),
-            Stage::Decode => "decoding".to_owned(),
-        });
-    })?;
+    let (images, stats) =
+        pipeline.generate_with_sampler(&req, &sampler, draft.as_ref(), &mut |p: Progress| {
+            bar.set_position(p.done as u64);
+            bar.set_message(match p.stage {
+                Stage::Scale { patch_num } => format!("scale {patch_num}x{patch_num}"),
+                Stage::Tokens => "tokens".to_owned(),
+                Stage::Decode => "decoding".to_owned(),
+            });
+        })?;
     bar.finish_and_clear();
+    if let (Some(st), true) = (stats, a.speculative.sampler != SamplerKind::Plain) {
+        eprintln!(
+            "sampler {}: {} target forwards for {} tokens per image ({:.2} tokens/forward), \
+             mean accepted length {:.2}, acceptance rate {:.3}, {} draft forwards",
+            a.speculative.sampler,
+            st.target_forwards,
+            st.tokens,
+            st.tokens_per_forward(),
+            st.mean_accepted_len(),
+            st.acceptance_rate(),
+            st.draft_forwards
+        );
+    }
     let rgb = tensor_to_rgb8(&images, PixelRange::ZeroOne, Rounding::Truncate)?;
     let sheet = grid(&rgb, nrow, 0, [0, 0, 0])?;
     let png = encode_png(&sheet)?;

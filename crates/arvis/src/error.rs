@@ -18,6 +18,9 @@ pub enum Error {
     /// A model error (bad request, wrong weights).
     #[error(transparent)]
     Model(#[from] arvis_models::ModelError),
+    /// A speculative sampler failed (a bad window, a model breaking the sampler contract).
+    #[error("sampler: {0}")]
+    Spec(#[from] arvis_spec::SpecError),
     /// The file's `arvis.family` names a model this build cannot run.
     #[error("{}: unsupported model family `{family}` (supported: var)", path.display())]
     UnsupportedFamily {
@@ -61,6 +64,9 @@ impl Error {
                 arvis_core::Error::Shape { .. } | arvis_core::Error::Broadcast { .. }
             ),
             Error::Model(_) | Error::Tokenizer(_) => true,
+            // A bad argument is the caller's; a broken contract or a model failure inside the
+            // sampler is ours.
+            Error::Spec(e) => matches!(e, arvis_spec::SpecError::Arg { .. }),
             Error::UnsupportedFamily { .. }
             | Error::BadMetadata { .. }
             | Error::Device(..)

@@ -4,11 +4,12 @@ use std::path::{Path, PathBuf};
 
 use arvis_core::sampling::SamplingConfig;
 use arvis_core::{Device, Tensor, Weights};
-use arvis_models::llamagen::{LlamaGen, LlamaGenVq, LlamaGenVqConfig};
+use arvis_models::llamagen::{LlamaGen, LlamaGenVq, LlamaGenVqConfig, codebook_embeddings};
 use arvis_models::mar::{CfgSchedule, HeadSteps, KlVae, KlVaeConfig, Mar, MarRequest};
 use arvis_models::var::{LoadOptions, Progress as VarProgress, Var, VarRequest};
 
 use crate::error::{Error, Result};
+use crate::sampler::{SamplerKind, SamplerOptions, TokenSimilarity};
 
 /// A generation request, independent of the model family.
 #[derive(Clone, Debug, PartialEq)]
@@ -280,6 +281,9 @@ pub struct Pipeline {
     source: PathBuf,
     sampling: Sampling,
     mar_options: MarOptions,
+    /// The codebook embeddings (and LANTERN's neighbour table) of a LlamaGen model, built on
+    /// the first GSD/LANTERN request.
+    similarity: std::sync::OnceLock<TokenSimilarity>,
 }
 
 impl Pipeline {
@@ -355,6 +359,7 @@ impl Pipeline {
             source: weights.path().to_path_buf(),
             sampling,
             mar_options: MarOptions::default(),
+            similarity: std::sync::OnceLock::new(),
         })
     }
 
@@ -484,20 +489,13 @@ impl Pipeline {
                     req.seed,
                     &mut per_token,
                 )?;
-                let order = m.gpt.token_order();
-                let codes: Vec<u32> = run
-                    .tokens
-                    .iter()
-                    .flat_map(|row| order.to_raster(row, g, g))
-                    .collect();
-                let img = m.vq.decode_indices(&codes, req.labels.len(), g, g)?;
+                let img = llamagen_images(m, &run.tokens)?;
                 progress(Progress {
                     done: total,
                     total,
                     stage: Stage::Decode,
                 });
-                // `save_image(normalize=True, value_range=(-1, 1))` of the official sampler.
-                Ok(img.clamp(-1.0, 1.0)?.affine(0.5, 0.5)?)
+                Ok(img)
             }
             Model::Mar(m) => {
                 let o = self.mar_options;
@@ -529,4 +527,99 @@ impl Pipeline {
             }
         }
     }
+
+    /// [`Pipeline::generate`] with a speculative sampler ([`crate::sampler`]): raster
+    /// next-token models (LlamaGen) only. `draft` is the draft model of
+    /// [`SamplerKind::Spec`] (same vocabulary; see [`crate::sampler::load_draft`]). Returns the
+    /// images and what the sampler cost (`None` for plain sampling of a non-raster model,
+    /// which runs [`Pipeline::generate`]).
+    ///
+    /// [`SamplerKind::Plain`] runs [`Pipeline::generate`] (same images); the other samplers
+    /// report progress only when the tokens are done.
+    pub fn generate_with_sampler(
+        &self,
+        req: &Request,
+        options: &SamplerOptions,
+        draft: Option<&LlamaGen>,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(Tensor, Option<arvis_spec::SpecStats>)> {
+        let plain = options.kind == SamplerKind::Plain && draft.is_none();
+        let Model::LlamaGen(m) = &self.model else {
+            if plain {
+                return Ok((self.generate(req, progress)?, None));
+            }
+            return Err(Error::Usage(format!(
+                "--sampler {} works on raster next-token models (LlamaGen); {} is a {} model",
+                options.kind,
+                self.source.display(),
+                self.family()
+            )));
+        };
+        let cfg = m.gpt.config();
+        let (b, n) = (req.labels.len(), cfg.block_size);
+        if plain {
+            let images = self.generate(req, progress)?;
+            let stats = arvis_spec::SpecStats {
+                rows: b,
+                tokens: n,
+                target_forwards: n,
+                ..arvis_spec::SpecStats::default()
+            };
+            return Ok((images, Some(stats)));
+        }
+        if let Some(d) = draft
+            && d.config().vocab_size != cfg.vocab_size
+        {
+            return Err(Error::Usage(format!(
+                "the draft model's vocabulary ({}) is not the target's ({})",
+                d.config().vocab_size,
+                cfg.vocab_size
+            )));
+        }
+        let similarity = match options.kind {
+            SamplerKind::Gsd | SamplerKind::Lantern => Some(self.similarity_of(m)?),
+            _ => None,
+        };
+        let sampling = SamplingConfig::llamagen(1.0, req.top_k, req.top_p);
+        let mut target = m.gpt.spec_model(&req.labels, req.cfg, &sampling)?;
+        let draft = draft
+            .map(|d| d.spec_model(&req.labels, req.cfg, &sampling))
+            .transpose()?;
+        let out = crate::sampler::decode(&mut target, draft, options, similarity, req.seed)?;
+        let total = self.num_steps();
+        progress(Progress {
+            done: total - 1,
+            total,
+            stage: Stage::Tokens,
+        });
+        let images = llamagen_images(m, &out.tokens)?;
+        progress(Progress {
+            done: total,
+            total,
+            stage: Stage::Decode,
+        });
+        Ok((images, Some(out.stats)))
+    }
+
+    /// The codebook similarity of a LlamaGen model, built once.
+    fn similarity_of(&self, m: &LlamaGenModel) -> Result<&TokenSimilarity> {
+        if let Some(s) = self.similarity.get() {
+            return Ok(s);
+        }
+        let s = TokenSimilarity::new(codebook_embeddings(&m.vq)?);
+        Ok(self.similarity.get_or_init(|| s))
+    }
+}
+
+/// LlamaGen tokens (generation order, `B` rows) decoded to images `[B, 3, H, W]` in `[0, 1]`.
+fn llamagen_images(m: &LlamaGenModel, tokens: &[Vec<u32>]) -> Result<Tensor> {
+    let g = m.gpt.config().grid();
+    let order = m.gpt.token_order();
+    let codes: Vec<u32> = tokens
+        .iter()
+        .flat_map(|row| order.to_raster(row, g, g))
+        .collect();
+    let img = m.vq.decode_indices(&codes, tokens.len(), g, g)?;
+    // `save_image(normalize=True, value_range=(-1, 1))` of the official sampler.
+    Ok(img.clamp(-1.0, 1.0)?.affine(0.5, 0.5)?)
 }

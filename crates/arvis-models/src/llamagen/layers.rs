@@ -27,7 +27,9 @@ pub(crate) struct Block {
 
 /// Where the keys and values of a call come from.
 pub(crate) enum Attend<'a> {
-    /// Append to the cache, attend to everything cached (one new token, or the prefill).
+    /// Append to the cache, attend causally to everything cached: the `L` new tokens are the
+    /// last `L` cache positions, each sees the cache up to itself (one token, the prefill, or a
+    /// speculative window of several tokens).
     Cached(&'a mut KvCache),
     /// The whole sequence at once with a causal mask (teacher forcing).
     Causal,
@@ -83,7 +85,9 @@ impl Block {
         let o = match attend {
             Attend::Cached(cache) => {
                 cache.append(&k, &v)?;
-                cache.attend(&q, &AttentionMask::None, scale)?
+                // Causal with the queries aligned to the cache's end; for one query this is
+                // every cached key (the same as no mask).
+                cache.attend(&q, &AttentionMask::Causal, scale)?
             }
             Attend::Causal => sdpa(&q, &k, &v, &AttentionMask::Causal, scale)?,
         };
