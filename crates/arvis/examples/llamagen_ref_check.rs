@@ -61,7 +61,12 @@ fn run(model_path: &str, ref_path: &str) -> Result<bool, Box<dyn std::error::Err
 
     // Tokenizer: the latent, the codes (exact), the quantised latent and the decode.
     let latent = m.vq.img_to_latent(&img)?;
-    ok &= report("vq latent", &latent, &get(&refs, "latent")?, Tolerance::MATMUL);
+    ok &= report(
+        "vq latent",
+        &latent,
+        &get(&refs, "latent")?,
+        Tolerance::MATMUL,
+    );
     let codes = m.vq.encode(&img)?;
     let want: Vec<u32> = get(&refs, "idx")?
         .to_vec()
@@ -76,7 +81,12 @@ fn run(model_path: &str, ref_path: &str) -> Result<bool, Box<dyn std::error::Err
     );
     ok &= same == want.len() && codes.len() == want.len();
     let quant = m.vq.indices_to_latent(&want, b, g, g)?;
-    ok &= report("vq quant", &quant, &get(&refs, "quant")?, Tolerance::ELEMENTWISE);
+    ok &= report(
+        "vq quant",
+        &quant,
+        &get(&refs, "quant")?,
+        Tolerance::ELEMENTWISE,
+    );
     let rec = m.vq.decode_indices(&want, b, g, g)?;
     ok &= report(
         "vq decode",
