@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use arvis_core::{Tensor, Tolerance, Weights};
@@ -82,22 +81,7 @@ fn load() -> Result<(Weights, VqVaeConfig), Box<dyn std::error::Error>> {
 #[test]
 fn golden_checkpoint_keys_are_exactly_what_load_reads() -> TestResult {
     let (w, cfg) = load()?;
-    let want: BTreeSet<String> = VqVae::tensor_shapes(&cfg)?
-        .into_iter()
-        .map(|(n, _)| format!("vae.{n}"))
-        .collect();
-    let have: BTreeSet<String> = w
-        .names()
-        .into_iter()
-        .filter(|n| n.starts_with("vae."))
-        .map(str::to_owned)
-        .collect();
-    let unread: Vec<_> = have.difference(&want).collect();
-    let missing: Vec<_> = want.difference(&have).collect();
-    assert!(
-        unread.is_empty() && missing.is_empty(),
-        "unread {unread:?}, missing {missing:?}"
-    );
+    common::assert_keys_are(&w, "vae", VqVae::tensor_shapes(&cfg)?)?;
     Ok(())
 }
 

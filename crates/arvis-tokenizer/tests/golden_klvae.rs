@@ -10,8 +10,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-
 use arvis_core::{Device, Tolerance, Weights};
 use arvis_tokenizer::{KlVae, KlVaeConfig};
 use common::{TestResult, compare};
@@ -32,22 +30,7 @@ fn fixture() -> Result<Weights, Box<dyn std::error::Error>> {
 fn golden_keys_are_exactly_what_load_reads() -> TestResult {
     let w = fixture()?;
     let cfg = KlVaeConfig::from_weights(&w)?;
-    let want: BTreeSet<String> = KlVae::tensor_shapes(&cfg)?
-        .into_iter()
-        .map(|(n, _)| format!("vae.{n}"))
-        .collect();
-    let have: BTreeSet<String> = w
-        .names()
-        .into_iter()
-        .filter(|n| n.starts_with("vae."))
-        .map(str::to_owned)
-        .collect();
-    let unread: Vec<_> = have.difference(&want).collect();
-    let missing: Vec<_> = want.difference(&have).collect();
-    assert!(
-        unread.is_empty() && missing.is_empty(),
-        "unread {unread:?}, missing {missing:?}"
-    );
+    let want = common::assert_keys_are(&w, "vae", KlVae::tensor_shapes(&cfg)?)?;
     // The fixture places the encoder's attention by resolution (16×16 of a 64² input: level 2
     // of 5), not at the lowest level.
     assert!(want.contains("vae.encoder.down.2.attn.1.q.weight"));

@@ -10,8 +10,6 @@
 
 mod common;
 
-use std::collections::BTreeSet;
-
 use arvis_core::{Device, Tolerance, Weights};
 use arvis_tokenizer::{LlamaGenVq, LlamaGenVqConfig};
 use common::{TestResult, compare};
@@ -41,22 +39,7 @@ fn golden_idx(w: &Weights) -> Result<(Vec<u32>, usize, usize), Box<dyn std::erro
 fn golden_keys_are_exactly_what_load_reads() -> TestResult {
     let w = fixture()?;
     let cfg = LlamaGenVqConfig::from_weights(&w)?;
-    let want: BTreeSet<String> = LlamaGenVq::tensor_shapes(&cfg)?
-        .into_iter()
-        .map(|(n, _)| format!("vq.{n}"))
-        .collect();
-    let have: BTreeSet<String> = w
-        .names()
-        .into_iter()
-        .filter(|n| n.starts_with("vq."))
-        .map(str::to_owned)
-        .collect();
-    let unread: Vec<_> = have.difference(&want).collect();
-    let missing: Vec<_> = want.difference(&have).collect();
-    assert!(
-        unread.is_empty() && missing.is_empty(),
-        "unread {unread:?}, missing {missing:?}"
-    );
+    common::assert_keys_are(&w, "vq", LlamaGenVq::tensor_shapes(&cfg)?)?;
     Ok(())
 }
 

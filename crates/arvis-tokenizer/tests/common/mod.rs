@@ -291,3 +291,30 @@ pub fn compare(what: &str, got: &Tensor, want: &Tensor, tol: Tolerance) -> TestR
     );
     tol.check(&g, &w).map_err(|m| format!("{what}: {m}").into())
 }
+
+/// Asserts that the fixture's tensors under `prefix.` are exactly `shapes` (what a loader
+/// reads, names relative to the prefix); returns the expected full names.
+pub fn assert_keys_are(
+    w: &Weights,
+    prefix: &str,
+    shapes: Vec<(String, Vec<usize>)>,
+) -> Result<std::collections::BTreeSet<String>, Box<dyn std::error::Error>> {
+    use std::collections::BTreeSet;
+    let want: BTreeSet<String> = shapes
+        .into_iter()
+        .map(|(n, _)| format!("{prefix}.{n}"))
+        .collect();
+    let have: BTreeSet<String> = w
+        .names()
+        .into_iter()
+        .filter(|n| n.starts_with(&format!("{prefix}.")))
+        .map(str::to_owned)
+        .collect();
+    let unread: Vec<_> = have.difference(&want).collect();
+    let missing: Vec<_> = want.difference(&have).collect();
+    assert!(
+        unread.is_empty() && missing.is_empty(),
+        "unread {unread:?}, missing {missing:?}"
+    );
+    Ok(want)
+}
