@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 
-use arvis_core::weights::{META_CONFIG, META_FAMILY, META_SOURCE};
 use arvis_core::{Device, SeededRng, Weights};
 use arvis_tokenizer::{LlamaGenVq, LlamaGenVqConfig};
 
@@ -84,11 +83,7 @@ pub fn llamagen_metadata(
         cfg["vq"] = serde_json::to_value(vq)
             .map_err(|e| ModelError::config(format!("cannot serialise the VQ config: {e}")))?;
     }
-    Ok(BTreeMap::from([
-        (META_FAMILY.to_owned(), LLAMAGEN_FAMILY.to_owned()),
-        (META_CONFIG.to_owned(), cfg.to_string()),
-        (META_SOURCE.to_owned(), source.to_owned()),
-    ]))
+    crate::var::random::file_metadata(LLAMAGEN_FAMILY, &cfg, source)
 }
 
 /// A seeded random LlamaGen file (all F32): the GPT under `gpt.` and, with `vq`, the tokenizer

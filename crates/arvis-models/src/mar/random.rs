@@ -10,7 +10,6 @@
 
 use std::collections::BTreeMap;
 
-use arvis_core::weights::{META_CONFIG, META_FAMILY, META_SOURCE};
 use arvis_core::{Device, SeededRng, Weights};
 use arvis_heads::DiffusionHeadConfig;
 use arvis_tokenizer::{KlVae, KlVaeConfig};
@@ -138,11 +137,7 @@ pub fn mar_metadata(
         cfg["vae"] = serde_json::to_value(vae)
             .map_err(|e| ModelError::config(format!("cannot serialise the VAE config: {e}")))?;
     }
-    Ok(BTreeMap::from([
-        (META_FAMILY.to_owned(), MAR_FAMILY.to_owned()),
-        (META_CONFIG.to_owned(), cfg.to_string()),
-        (META_SOURCE.to_owned(), source.to_owned()),
-    ]))
+    crate::var::random::file_metadata(MAR_FAMILY, &cfg, source)
 }
 
 /// A seeded random MAR file (all F32): the transformer, the head of shape `head` under

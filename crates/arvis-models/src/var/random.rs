@@ -211,10 +211,20 @@ pub fn var_metadata(
         var: var.clone(),
         vae: vae.clone(),
     };
-    let json = serde_json::to_string(&cfg)
+    file_metadata(VAR_FAMILY, &cfg, source)
+}
+
+/// The `arvis.*` metadata of any model file: `arvis.family`, `arvis.config` (`config` as JSON)
+/// and `arvis.source` — shared by every family's random-weight writer.
+pub fn file_metadata(
+    family: &str,
+    config: &impl serde::Serialize,
+    source: &str,
+) -> Result<BTreeMap<String, String>> {
+    let json = serde_json::to_string(config)
         .map_err(|e| ModelError::config(format!("cannot serialise the configuration: {e}")))?;
     Ok(BTreeMap::from([
-        (META_FAMILY.to_owned(), VAR_FAMILY.to_owned()),
+        (META_FAMILY.to_owned(), family.to_owned()),
         (META_CONFIG.to_owned(), json),
         (META_SOURCE.to_owned(), source.to_owned()),
     ]))
