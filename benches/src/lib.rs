@@ -285,6 +285,27 @@ pub fn bench_gpu() -> Option<&'static arvis_core::gpu::GpuContext> {
     }
 }
 
+/// The value after `--name` in `args`, parsed, or `default` when the flag is absent (the
+/// command-line parsing of the timing programs in `src/bin/`).
+pub fn flag<T: std::str::FromStr>(
+    args: &[String],
+    name: &str,
+    default: T,
+) -> Result<T, Box<dyn std::error::Error>>
+where
+    T::Err: std::fmt::Display,
+{
+    match args.iter().position(|a| a == name) {
+        None => Ok(default),
+        Some(i) => {
+            let v = args
+                .get(i + 1)
+                .ok_or_else(|| format!("{name} needs a value"))?;
+            v.parse().map_err(|e| format!("{name} {v}: {e}").into())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,23 +14,9 @@ use arvis_core::{Device, Weights};
 use arvis_models::llamagen::LlamaGen;
 use serde_json::json;
 
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
+use arvis_benches::flag;
 
-/// The value after `--name`, parsed, or `default`.
-fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Res<T>
-where
-    T::Err: std::fmt::Display,
-{
-    match args.iter().position(|a| a == name) {
-        None => Ok(default),
-        Some(i) => {
-            let v = args
-                .get(i + 1)
-                .ok_or_else(|| format!("{name} needs a value"))?;
-            v.parse().map_err(|e| format!("{name} {v}: {e}").into())
-        }
-    }
-}
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn main() -> Res<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -29,22 +29,9 @@ use arvis_spec::{
 };
 use serde_json::json;
 
-type Res<T> = Result<T, Box<dyn std::error::Error>>;
+use arvis_benches::flag;
 
-fn flag<T: std::str::FromStr>(args: &[String], name: &str, default: T) -> Res<T>
-where
-    T::Err: std::fmt::Display,
-{
-    match args.iter().position(|a| a == name) {
-        None => Ok(default),
-        Some(i) => {
-            let v = args
-                .get(i + 1)
-                .ok_or_else(|| format!("{name} needs a value"))?;
-            v.parse().map_err(|e| format!("{name} {v}: {e}").into())
-        }
-    }
-}
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 /// A seeded random codebook `[V, 8]`, L2-normalised like LlamaGen's.
 fn random_codebook(v: usize, seed: u64) -> Res<Embeddings> {
