@@ -25,7 +25,7 @@ use arvis_models::llamagen::{LlamaGen, LlamaGenConfig, LlamaGenVq, codebook_embe
 use arvis_spec::jacobi::jacobi_decode;
 use arvis_spec::{
     Acceptance, DecodeConfig, DecodeOutput, DraftInit, Embeddings, GroupedRule, LanternRule,
-    ModelDrafter, NeighbourTable, SjdConfig, SpecModel, plain_decode, speculative_decode,
+    ModelDrafter, NeighbourTable, SjdConfig, plain_decode, speculative_decode,
 };
 use serde_json::json;
 
@@ -43,26 +43,6 @@ fn random_codebook(v: usize, seed: u64) -> Res<Embeddings> {
         row.iter_mut().for_each(|x| *x /= n);
     }
     Ok(Embeddings::new(v, d, data)?)
-}
-
-/// Mean NLL per image (nats) of `tokens` under `gpt`'s CFG-mixed softmax (no filters).
-fn nll(gpt: &LlamaGen, labels: &[u32], cfg: f32, tokens: &[Vec<u32>]) -> Res<f64> {
-    let n = gpt.config().block_size;
-    let mut m = gpt.spec_model(labels, cfg, &SamplingConfig::llamagen(1.0, 0, 1.0))?;
-    let p0 = m.start()?;
-    let feed: Vec<u32> = tokens
-        .iter()
-        .flat_map(|r| r[..n - 1].iter().copied())
-        .collect();
-    let rest = m.forward(&feed, n - 1)?;
-    let mut total = 0.0;
-    for (b, row) in tokens.iter().enumerate() {
-        total -= p0.get(b, 0)[row[0] as usize].ln();
-        for (t, &x) in row.iter().enumerate().skip(1) {
-            total -= rest.get(b, t - 1)[x as usize].ln();
-        }
-    }
-    Ok(total / tokens.len() as f64)
 }
 
 fn main() -> Res<()> {
@@ -149,7 +129,8 @@ fn main() -> Res<()> {
         };
         let wall = t0.elapsed().as_secs_f64() - setup_s;
         let s = out.stats;
-        let nll_per_image = nll(&target, &labels, cfg, &out.tokens)?;
+        let nll = target.sequence_nll(&labels, cfg, &out.tokens)?;
+        let nll_per_image = nll.iter().sum::<f64>() / nll.len() as f64;
         println!(
             "{}",
             json!({

@@ -272,3 +272,69 @@ fn gsd_and_lantern_run_with_the_codebook_and_report_stats() -> TestResult {
     }
     Ok(())
 }
+
+/// `−Σ ln softmax(logits)[x]` over the rows of `[T, V]` logits (f64 reference).
+fn nll_of_logits(logits: &[f32], tokens: &[u32]) -> f64 {
+    logits
+        .chunks_exact(V)
+        .zip(tokens)
+        .map(|(row, &x)| {
+            let m = row.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v)) as f64;
+            let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
+            lse - row[x as usize] as f64
+        })
+        .sum()
+}
+
+#[test]
+fn sequence_nll_matches_teacher_forcing_and_token_by_token_scores() -> TestResult {
+    let gpt = LlamaGen::random(&tiny(2), 9)?;
+    let labels = [1u32, 4];
+    let mut rng = SeededRng::new(3);
+    let seq: Vec<Vec<u32>> = labels.iter().map(|_| tokens(&mut rng, N)).collect();
+    let close = |got: f64, want: f64| (got - want).abs() <= 1e-4 * want.abs() + 1e-4;
+    // Unguided: the log-softmax of the teacher-forced logits (an independent forward).
+    let teacher = gpt.forward_teacher(&labels, &seq)?.to_vec();
+    let got = gpt.sequence_nll(&labels, 1.0, &seq)?;
+    for (b, row) in seq.iter().enumerate() {
+        let want = nll_of_logits(&teacher[b * N * V..(b + 1) * N * V], row);
+        assert!(
+            close(got[b], want),
+            "row {b}: {} vs teacher forcing {want}",
+            got[b]
+        );
+    }
+    // Guided (the null-class rows inside): one token per forward through the cache, the
+    // unfiltered guided distributions' log-probabilities summed here.
+    let cfg = 3.0;
+    let got = gpt.sequence_nll(&labels, cfg, &seq)?;
+    let mut m = gpt.spec_model(&labels, cfg, &SamplingConfig::llamagen(1.0, 0, 1.0))?;
+    let mut want = vec![0.0f64; labels.len()];
+    let mut dists = m.start()?;
+    for t in 0..N {
+        for (b, row) in seq.iter().enumerate() {
+            want[b] -= dists.get(b, 0)[row[t] as usize].ln();
+        }
+        if t + 1 < N {
+            let col: Vec<u32> = seq.iter().map(|r| r[t]).collect();
+            dists = m.forward(&col, 1)?;
+        }
+    }
+    for b in 0..labels.len() {
+        assert!(
+            close(got[b], want[b]),
+            "cfg {cfg} row {b}: {} vs {}",
+            got[b],
+            want[b]
+        );
+    }
+    // Bad input: wrong row count, short row, token outside the vocabulary.
+    assert!(gpt.sequence_nll(&labels, 1.0, &seq[..1]).is_err());
+    let mut short = seq.clone();
+    short[1].pop();
+    assert!(gpt.sequence_nll(&labels, 1.0, &short).is_err());
+    let mut outside = seq.clone();
+    outside[0][5] = V as u32;
+    assert!(gpt.sequence_nll(&labels, 1.0, &outside).is_err());
+    Ok(())
+}

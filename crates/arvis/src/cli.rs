@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::classifier::MnistClassifier;
 use crate::error::{Error, Result};
-use crate::eval::{EvalProgress, EvalSettings, evaluate_with};
+use crate::eval::{EvalProgress, EvalSettings, evaluate_sampled};
 use crate::output::write_atomically;
 use crate::pipeline::{MarOptions, ModelSource, Pipeline, Progress, Request, Sampling, Stage};
 use crate::sampler::{SamplerKind, SamplerOptions, load_draft};
@@ -80,14 +80,17 @@ struct GenerateArgs {
     speculative: SpeculativeArgs,
 }
 
-/// `generate`'s sampler options (raster next-token models, i.e. LlamaGen, only).
+/// The token-sampler options `generate` and `eval` share (raster next-token models, i.e.
+/// LlamaGen, only).
 #[derive(Debug, clap::Args)]
 struct SpeculativeArgs {
     /// Token sampler: `plain` (one forward per token), `sjd` (speculative Jacobi decoding,
     /// exact), `gsd` / `lantern` (relaxed acceptance, lossy, faster), `spec` (a draft model,
     /// exact; needs --draft). Prints target forwards, mean accepted length and acceptance rate.
-    #[arg(long, default_value_t = SamplerKind::Plain, value_name = "plain|sjd|gsd|lantern|spec")]
-    sampler: SamplerKind,
+    /// `eval` with a sampler (plain included) samples through the samplers' common loop and
+    /// also reports their cost and the samples' NLL under the model [default: plain].
+    #[arg(long, value_name = "plain|sjd|gsd|lantern|spec")]
+    sampler: Option<SamplerKind>,
     /// Draft model for `--sampler spec`: a second (smaller) LlamaGen file with the same
     /// vocabulary and classes.
     #[arg(long, value_name = "PATH")]
@@ -100,7 +103,7 @@ struct SpeculativeArgs {
 impl SpeculativeArgs {
     /// Checks the combination before anything loads.
     fn options(&self) -> Result<SamplerOptions> {
-        let kind = self.sampler;
+        let kind = self.sampler.unwrap_or(SamplerKind::Plain);
         match (kind, &self.draft) {
             (SamplerKind::Spec, None) => {
                 return Err(Error::Usage(
@@ -144,6 +147,10 @@ struct SamplingArgs {
     /// Top-p (nucleus) mass in (0, 1], 1 = off [default: the model's].
     #[arg(long)]
     top_p: Option<f32>,
+    /// Sampling temperature: LlamaGen divides the logits by it (0 = greedy), MAR scales the
+    /// head's noise by it; VAR has none [default: 1].
+    #[arg(long, value_name = "T", default_value_t = 1.0)]
+    temperature: f32,
 }
 
 impl SamplingArgs {
@@ -158,7 +165,7 @@ impl SamplingArgs {
 }
 
 /// MAR's options (MAR models only; the defaults are `MarOptions::default`: 64 iterations, 100
-/// head steps, temperature 1, linear guidance).
+/// head steps, linear guidance; the head temperature is `--temperature`).
 #[derive(Debug, clap::Args)]
 struct MarArgs {
     /// MAR: AR iterations (1..=256 for 256 tokens) [default: 64].
@@ -171,9 +178,6 @@ struct MarArgs {
     /// constant), e.g. `linear:50:5`: UPPER head steps at the first iteration down to LOWER.
     #[arg(long, value_name = "SCHEDULE:UPPER:LOWER")]
     disa: Option<String>,
-    /// MAR: temperature of the head's noise [default: 1].
-    #[arg(long, value_name = "T")]
-    temperature: Option<f32>,
     /// MAR: how guidance grows over the iterations [default: linear].
     #[arg(long, value_enum)]
     cfg_schedule: Option<CfgScheduleArg>,
@@ -190,7 +194,6 @@ impl MarArgs {
         self.steps.is_some()
             || self.head_steps.is_some()
             || self.disa.is_some()
-            || self.temperature.is_some()
             || self.cfg_schedule.is_some()
     }
 
@@ -208,12 +211,6 @@ impl MarArgs {
         }
         if let Some(spec) = &self.disa {
             o.head_steps = HeadSteps::Annealed(parse_disa(spec)?);
-        }
-        if let Some(t) = self.temperature {
-            if !(t.is_finite() && t >= 0.0) {
-                return Err(Error::Usage(format!("--temperature {t} must be >= 0")));
-            }
-            o.temperature = t;
         }
         if let Some(s) = self.cfg_schedule {
             o.cfg_schedule = match s {
@@ -268,6 +265,8 @@ struct EvalArgs {
     /// Images per generation call.
     #[arg(long, default_value_t = 50, value_name = "N")]
     batch: usize,
+    #[command(flatten)]
+    speculative: SpeculativeArgs,
     /// Classifier `.safetensors` (default: the embedded one).
     #[arg(long, value_name = "PATH")]
     classifier: Option<PathBuf>,
@@ -360,7 +359,7 @@ fn generate(a: &GenerateArgs) -> Result<()> {
         pipeline.set_mar_options(a.mar.resolve()?);
     } else if a.mar.any() {
         return Err(Error::Usage(format!(
-            "--steps, --head-steps, --disa, --temperature and --cfg-schedule apply to MAR models; \
+            "--steps, --head-steps, --disa and --cfg-schedule apply to MAR models; \
              {} is a {} model",
             a.model,
             pipeline.family()
@@ -385,6 +384,7 @@ fn generate(a: &GenerateArgs) -> Result<()> {
         cfg: sampling.cfg,
         top_k: sampling.top_k,
         top_p: sampling.top_p,
+        temperature: a.sampling.temperature,
     };
     let bar = progress_bar(
         a.quiet,
@@ -401,11 +401,11 @@ fn generate(a: &GenerateArgs) -> Result<()> {
             });
         })?;
     bar.finish_and_clear();
-    if let (Some(st), true) = (stats, a.speculative.sampler != SamplerKind::Plain) {
+    if let (Some(st), true) = (stats, sampler.kind != SamplerKind::Plain) {
         eprintln!(
             "sampler {}: {} target forwards for {} tokens per image ({:.2} tokens/forward), \
              mean accepted length {:.2}, acceptance rate {:.3}, {} draft forwards",
-            a.speculative.sampler,
+            sampler.kind,
             st.target_forwards,
             st.tokens,
             st.tokens_per_forward(),
@@ -488,7 +488,18 @@ fn info(model: Option<&ModelSource>, gpu: bool) -> Result<()> {
 }
 
 fn eval(a: &EvalArgs) -> Result<()> {
+    let sampler = match a.speculative.sampler {
+        Some(_) => Some(a.speculative.options()?),
+        None => {
+            a.speculative.options()?;
+            None
+        }
+    };
     let pipeline = Pipeline::open(&a.model, Device::Cpu)?;
+    let draft = match &a.speculative.draft {
+        Some(path) => Some(load_draft(path, Device::Cpu)?),
+        None => None,
+    };
     let sampling = a.sampling.resolve(pipeline.default_sampling());
     let classifier = match &a.classifier {
         Some(path) => MnistClassifier::load(path)?,
@@ -501,16 +512,24 @@ fn eval(a: &EvalArgs) -> Result<()> {
         top_k: sampling.top_k,
         top_p: sampling.top_p,
         batch_size: a.batch,
+        temperature: a.sampling.temperature,
+        sampler,
     };
     let bar = progress_bar(
         a.quiet,
         a.samples.saturating_mul(10),
         "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} images (eta {eta})",
     );
-    let report = evaluate_with(&pipeline, &classifier, &settings, &mut |p: EvalProgress| {
-        bar.set_length(p.total as u64);
-        bar.set_position(p.done as u64);
-    })?;
+    let report = evaluate_sampled(
+        &pipeline,
+        &classifier,
+        &settings,
+        draft.as_ref(),
+        &mut |p: EvalProgress| {
+            bar.set_length(p.total as u64);
+            bar.set_position(p.done as u64);
+        },
+    )?;
     bar.finish_and_clear();
     if a.json {
         let text = serde_json::to_string_pretty(&report.to_json())

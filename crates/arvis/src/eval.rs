@@ -12,8 +12,12 @@
 //!   compare numbers at the same sample count;
 //! - **nearest-neighbour diversity** ([`Diversity`], defined in [`nn_diversity`]): the mean
 //!   distance of each generated sample to its nearest other generated sample, against the same
-//!   on as many real test images, and the share of near-duplicates.
+//!   on as many real test images, and the share of near-duplicates;
+//! - with a token sampler ([`EvalSettings::sampler`], raster models): what the sampler cost
+//!   ([`SamplerCost`]: target forwards, accepted lengths, sampling time) and the NLL of the
+//!   samples under the target — the quality proxy the speculative samplers are compared on.
 
+mod cost;
 mod diversity;
 mod frechet;
 
@@ -21,6 +25,7 @@ use std::fmt;
 
 use arvis_core::{SeededRng, Tensor};
 
+pub use cost::SamplerCost;
 pub use diversity::{Diversity, NEAR_DUPLICATE_FACTOR, nn_distances, nn_diversity};
 pub use frechet::{
     FeatureStats, SymmetricEigen, frechet_distance, sqrt_psd, symmetric_eigen, trace_sqrt_product,
@@ -29,6 +34,8 @@ pub use frechet::{
 use crate::classifier::{INPUT_SIDE, MnistClassifier, NUM_CLASSES, RealFd, to_classifier_input};
 use crate::error::{Error, Result};
 use crate::pipeline::{Pipeline, Request};
+use crate::sampler::SamplerOptions;
+use arvis_models::llamagen::LlamaGen;
 
 /// Share of samples classified as the class they were generated for.
 #[derive(Clone, Debug, PartialEq)]
@@ -99,6 +106,11 @@ pub struct EvalSettings {
     pub top_p: f32,
     /// Images per generation call.
     pub batch_size: usize,
+    /// Sampling temperature ([`Request::temperature`]).
+    pub temperature: f32,
+    /// A token sampler ([`Pipeline::sample_tokens`], raster models): the report then carries
+    /// its [`SamplerCost`] and the samples' NLL. `None`: [`Pipeline::generate`].
+    pub sampler: Option<SamplerOptions>,
 }
 
 impl EvalSettings {
@@ -113,6 +125,8 @@ impl EvalSettings {
             top_k: r.top_k,
             top_p: r.top_p,
             batch_size: 50,
+            temperature: 1.0,
+            sampler: None,
         }
     }
 }
@@ -129,6 +143,8 @@ impl EvalSettings {
             top_k: s.top_k,
             top_p: s.top_p,
             batch_size: 50,
+            temperature: 1.0,
+            sampler: None,
         }
     }
 }
@@ -164,6 +180,8 @@ pub struct EvalReport {
     pub diversity: Diversity,
     /// The classifier's own test accuracy, if its file records it.
     pub classifier_test_accuracy: Option<f64>,
+    /// What the token sampler cost, when [`EvalSettings::sampler`] was set.
+    pub sampler_cost: Option<SamplerCost>,
 }
 
 impl EvalReport {
@@ -198,6 +216,8 @@ impl EvalReport {
                 "real_near_duplicate_fraction": d.real_near_duplicate_fraction,
             },
             "classifier_test_accuracy": self.classifier_test_accuracy,
+            "temperature": f32_json(self.settings.temperature),
+            "sampler_cost": self.sampler_cost.as_ref().map(SamplerCost::to_json),
         })
     }
 }
@@ -264,6 +284,9 @@ impl fmt::Display for EvalReport {
         if let Some(acc) = self.classifier_test_accuracy {
             write!(f, "classifier:       {:.2}% test accuracy", 100.0 * acc)?;
         }
+        if let Some(c) = &self.sampler_cost {
+            write!(f, "\n{c}")?;
+        }
         Ok(())
     }
 }
@@ -292,6 +315,20 @@ pub fn evaluate_with(
     settings: &EvalSettings,
     progress: &mut dyn FnMut(EvalProgress),
 ) -> Result<EvalReport> {
+    evaluate_sampled(pipeline, classifier, settings, None, progress)
+}
+
+/// [`evaluate_with`] with the draft model of [`crate::SamplerKind::Spec`] (when
+/// `settings.sampler` asks for it).
+///
+/// Errors: those of [`evaluate_with`] and of [`Pipeline::sample_tokens`].
+pub fn evaluate_sampled(
+    pipeline: &Pipeline,
+    classifier: &MnistClassifier,
+    settings: &EvalSettings,
+    draft: Option<&LlamaGen>,
+    progress: &mut dyn FnMut(EvalProgress),
+) -> Result<EvalReport> {
     if pipeline.num_classes() != NUM_CLASSES {
         return Err(Error::Usage(format!(
             "eval scores MNIST digit models (10 classes); {} has {} classes",
@@ -308,6 +345,7 @@ pub fn evaluate_with(
     let labels: Vec<u32> = (0..total).map(|i| (i % NUM_CLASSES) as u32).collect();
     let root = SeededRng::new(settings.seed);
     let (mut logits, mut features) = (Vec::new(), Vec::new());
+    let mut cost = settings.sampler.map(SamplerCost::new);
     for (b, chunk) in labels.chunks(settings.batch_size).enumerate() {
         let req = Request {
             labels: chunk.to_vec(),
@@ -315,8 +353,19 @@ pub fn evaluate_with(
             cfg: settings.cfg,
             top_k: settings.top_k,
             top_p: settings.top_p,
+            temperature: settings.temperature,
         };
-        let images = pipeline.generate(&req, &mut |_| {})?;
+        let images = match (&mut cost, &settings.sampler) {
+            (Some(cost), Some(options)) => {
+                let t0 = std::time::Instant::now();
+                let sampled = pipeline.sample_tokens(&req, options, draft)?;
+                let seconds = t0.elapsed().as_secs_f64();
+                let nll = pipeline.token_nll(&req, &sampled.tokens)?;
+                cost.add(&sampled.stats, seconds, &nll);
+                pipeline.decode_tokens(&sampled.tokens)?
+            }
+            _ => pipeline.generate(&req, &mut |_| {})?,
+        };
         let s = images.shape();
         let mnist_sized = |d: usize| (INPUT_SIDE..=INPUT_SIDE + 4).contains(&d);
         if s.len() != 4 || !mnist_sized(s[2]) || !mnist_sized(s[3]) {
@@ -338,6 +387,7 @@ pub fn evaluate_with(
     let cat = |v: &[Tensor]| Tensor::concat(&v.iter().collect::<Vec<_>>(), 0);
     let mut report = score(classifier, &labels, &cat(&logits)?, &cat(&features)?)?;
     report.settings = settings.clone();
+    report.sampler_cost = cost;
     Ok(report)
 }
 
@@ -380,5 +430,6 @@ pub fn score(
         fd_real_same_n: classifier.real_fd_near(n),
         diversity: nn_diversity(features, classifier.reference_features())?,
         classifier_test_accuracy: classifier.test_accuracy(),
+        sampler_cost: None,
     })
 }

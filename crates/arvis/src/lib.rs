@@ -11,7 +11,8 @@ pub mod sampler;
 
 pub use error::{Error, Result};
 pub use pipeline::{
-    MarModel, MarOptions, Model, ModelSource, Pipeline, Progress, Request, Sampling, Stage,
+    MarModel, MarOptions, Model, ModelSource, Pipeline, Progress, Request, SampledTokens, Sampling,
+    Stage,
 };
 pub use sampler::{SamplerKind, SamplerOptions};
 

@@ -24,11 +24,16 @@ pub struct Request {
     pub top_k: usize,
     /// Top-p (nucleus) mass in `(0, 1]` (`1` = off).
     pub top_p: f32,
+    /// Sampling temperature (`1` = the references' default). LlamaGen: the logits are divided
+    /// by `max(T, 1e-5)` before top-k / top-p, so `0` is greedy decoding; MAR: the scale of
+    /// the diffusion head's noise (`0`: deterministic head). VAR's reference sampler has no
+    /// temperature: anything but `1` is refused for VAR models.
+    pub temperature: f32,
 }
 
 impl Request {
-    /// The VAR reference's evaluation settings (`cfg 1.5`, `top_k 900`, `top_p 0.96`) for the
-    /// given labels and seed.
+    /// The VAR reference's evaluation settings (`cfg 1.5`, `top_k 900`, `top_p 0.96`,
+    /// temperature 1) for the given labels and seed.
     pub fn new(labels: Vec<u32>, seed: u64) -> Self {
         Request {
             labels,
@@ -36,7 +41,19 @@ impl Request {
             cfg: 1.5,
             top_k: 900,
             top_p: 0.96,
+            temperature: 1.0,
         }
+    }
+
+    /// Checks the temperature is finite and `≥ 0`.
+    fn check_temperature(&self) -> Result<()> {
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(Error::Usage(format!(
+                "temperature {} must be finite and >= 0",
+                self.temperature
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -245,8 +262,6 @@ pub struct MarOptions {
     pub num_iter: usize,
     /// Diffusion steps per iteration (100), or a DiSA schedule.
     pub head_steps: HeadSteps,
-    /// Temperature of the head's noise (1).
-    pub temperature: f32,
     /// How guidance grows over the iterations (linear, MAR's evaluation setting).
     pub cfg_schedule: CfgSchedule,
 }
@@ -256,10 +271,18 @@ impl Default for MarOptions {
         MarOptions {
             num_iter: 64,
             head_steps: HeadSteps::Fixed(100),
-            temperature: 1.0,
             cfg_schedule: CfgSchedule::Linear,
         }
     }
+}
+
+/// What [`Pipeline::sample_tokens`] returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampledTokens {
+    /// One row of `block_size` tokens per image, in generation order.
+    pub tokens: Vec<Vec<u32>>,
+    /// What the sampler cost (target/draft forwards, accepted lengths).
+    pub stats: arvis_spec::SpecStats,
 }
 
 /// The models a [`Pipeline`] can hold.
@@ -377,7 +400,7 @@ impl Pipeline {
         }
     }
 
-    /// Sets MAR's iterations, head steps, temperature and guidance schedule for the next
+    /// Sets MAR's iterations, head steps and guidance schedule for the next
     /// [`Pipeline::generate`] calls (other families ignore them).
     pub fn set_mar_options(&mut self, options: MarOptions) {
         self.mar_options = options;
@@ -408,6 +431,7 @@ impl Pipeline {
             cfg: s.cfg,
             top_k: s.top_k,
             top_p: s.top_p,
+            temperature: 1.0,
         }
     }
 
@@ -434,8 +458,16 @@ impl Pipeline {
     /// Generates one image per label: `[B, 3, H, W]` in `[0, 1]`. `progress` is called after
     /// each step (see [`Pipeline::num_steps`]).
     pub fn generate(&self, req: &Request, progress: &mut dyn FnMut(Progress)) -> Result<Tensor> {
+        req.check_temperature()?;
         match &self.model {
             Model::Var(var) => {
+                if req.temperature != 1.0 {
+                    return Err(Error::Usage(format!(
+                        "VAR's sampler has no temperature (got {}); {} is a VAR model",
+                        req.temperature,
+                        self.source.display()
+                    )));
+                }
                 let vr = VarRequest {
                     labels: req.labels.clone(),
                     seed: req.seed,
@@ -468,8 +500,8 @@ impl Pipeline {
                 Ok(out.images)
             }
             Model::LlamaGen(m) => {
-                // LlamaGen's sampler: temperature 1, HF top-k / top-p.
-                let sampling = SamplingConfig::llamagen(1.0, req.top_k, req.top_p);
+                // LlamaGen's sampler: logits / max(T, 1e-5), then HF top-k / top-p.
+                let sampling = SamplingConfig::llamagen(req.temperature, req.top_k, req.top_p);
                 let g = m.gpt.config().grid();
                 let total = g + 1;
                 // A progress step per block of `g` tokens (a grid row in raster order).
@@ -504,7 +536,7 @@ impl Pipeline {
                     num_iter: o.num_iter,
                     cfg: req.cfg,
                     cfg_schedule: o.cfg_schedule,
-                    temperature: o.temperature,
+                    temperature: req.temperature,
                     head_steps: o.head_steps,
                     seed: req.seed,
                 };
@@ -534,8 +566,9 @@ impl Pipeline {
     /// images and what the sampler cost (`None` for plain sampling of a non-raster model,
     /// which runs [`Pipeline::generate`]).
     ///
-    /// [`SamplerKind::Plain`] runs [`Pipeline::generate`] (same images); the other samplers
-    /// report progress only when the tokens are done.
+    /// [`SamplerKind::Plain`] without a draft runs [`Pipeline::generate`] (same images as
+    /// it); the other samplers go through [`Pipeline::sample_tokens`] and report progress only
+    /// when the tokens are done.
     pub fn generate_with_sampler(
         &self,
         req: &Request,
@@ -544,29 +577,61 @@ impl Pipeline {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<(Tensor, Option<arvis_spec::SpecStats>)> {
         let plain = options.kind == SamplerKind::Plain && draft.is_none();
-        let Model::LlamaGen(m) = &self.model else {
-            if plain {
-                return Ok((self.generate(req, progress)?, None));
-            }
-            return Err(Error::Usage(format!(
-                "--sampler {} works on raster next-token models (LlamaGen); {} is a {} model",
-                options.kind,
-                self.source.display(),
-                self.family()
-            )));
-        };
-        let cfg = m.gpt.config();
-        let (b, n) = (req.labels.len(), cfg.block_size);
         if plain {
             let images = self.generate(req, progress)?;
-            let stats = arvis_spec::SpecStats {
-                rows: b,
-                tokens: n,
-                target_forwards: n,
-                ..arvis_spec::SpecStats::default()
+            let stats = match &self.model {
+                Model::LlamaGen(m) => Some(arvis_spec::SpecStats {
+                    rows: req.labels.len(),
+                    tokens: m.gpt.config().block_size,
+                    target_forwards: m.gpt.config().block_size,
+                    ..arvis_spec::SpecStats::default()
+                }),
+                _ => None,
             };
-            return Ok((images, Some(stats)));
+            return Ok((images, stats));
         }
+        let sampled = self.sample_tokens(req, options, draft)?;
+        let total = self.num_steps();
+        progress(Progress {
+            done: total - 1,
+            total,
+            stage: Stage::Tokens,
+        });
+        let images = self.decode_tokens(&sampled.tokens)?;
+        progress(Progress {
+            done: total,
+            total,
+            stage: Stage::Decode,
+        });
+        Ok((images, Some(sampled.stats)))
+    }
+
+    /// The LlamaGen model of this pipeline, or a usage error naming `what` needs one.
+    fn raster(&self, what: &str) -> Result<&LlamaGenModel> {
+        match &self.model {
+            Model::LlamaGen(m) => Ok(m),
+            _ => Err(Error::Usage(format!(
+                "{what} works on raster next-token models (LlamaGen); {} is a {} model",
+                self.source.display(),
+                self.family()
+            ))),
+        }
+    }
+
+    /// Samples the tokens of one image per label with `options.kind` through
+    /// [`crate::sampler::decode`] (for every kind, [`SamplerKind::Plain`] included, so that
+    /// the samplers' costs and outputs compare on one code path): the tokens in generation
+    /// order and what the sampler cost. Raster next-token models (LlamaGen) only; `draft` as
+    /// in [`Pipeline::generate_with_sampler`].
+    pub fn sample_tokens(
+        &self,
+        req: &Request,
+        options: &SamplerOptions,
+        draft: Option<&LlamaGen>,
+    ) -> Result<SampledTokens> {
+        req.check_temperature()?;
+        let m = self.raster(&format!("--sampler {}", options.kind))?;
+        let cfg = m.gpt.config();
         if let Some(d) = draft
             && d.config().vocab_size != cfg.vocab_size
         {
@@ -580,25 +645,31 @@ impl Pipeline {
             SamplerKind::Gsd | SamplerKind::Lantern => Some(self.similarity_of(m)?),
             _ => None,
         };
-        let sampling = SamplingConfig::llamagen(1.0, req.top_k, req.top_p);
+        let sampling = SamplingConfig::llamagen(req.temperature, req.top_k, req.top_p);
         let mut target = m.gpt.spec_model(&req.labels, req.cfg, &sampling)?;
         let draft = draft
             .map(|d| d.spec_model(&req.labels, req.cfg, &sampling))
             .transpose()?;
         let out = crate::sampler::decode(&mut target, draft, options, similarity, req.seed)?;
-        let total = self.num_steps();
-        progress(Progress {
-            done: total - 1,
-            total,
-            stage: Stage::Tokens,
-        });
-        let images = llamagen_images(m, &out.tokens)?;
-        progress(Progress {
-            done: total,
-            total,
-            stage: Stage::Decode,
-        });
-        Ok((images, Some(out.stats)))
+        Ok(SampledTokens {
+            tokens: out.tokens,
+            stats: out.stats,
+        })
+    }
+
+    /// Decodes raster-model tokens (generation order, one row per image) to images
+    /// `[B, 3, H, W]` in `[0, 1]`, as [`Pipeline::generate`] does. LlamaGen only.
+    pub fn decode_tokens(&self, tokens: &[Vec<u32>]) -> Result<Tensor> {
+        llamagen_images(self.raster("decoding tokens")?, tokens)
+    }
+
+    /// The negative log-likelihood (nats) of each row of `tokens` under the model's guided
+    /// distribution with `req`'s labels and cfg, at temperature 1 and without top-k / top-p
+    /// ([`LlamaGen::sequence_nll`]): the likelihood half of the samplers' quality proxy.
+    /// LlamaGen only.
+    pub fn token_nll(&self, req: &Request, tokens: &[Vec<u32>]) -> Result<Vec<f64>> {
+        let m = self.raster("the token NLL")?;
+        Ok(m.gpt.sequence_nll(&req.labels, req.cfg, tokens)?)
     }
 
     /// The codebook similarity of a LlamaGen model, built once.

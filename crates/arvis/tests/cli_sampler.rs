@@ -1,7 +1,7 @@
 //! `arvis generate --sampler ...` end to end on tiny random LlamaGen files: every sampler
 //! writes a deterministic PNG and prints its stats, `plain` is the default path, and wrong
-//! combinations (no draft for `spec`, a draft for another sampler, a VAR model, a window of 1)
-//! exit with 2 and leave no file.
+//! combinations (no draft for `spec`, a draft for another sampler, a VAR model, a window of 1,
+//! a temperature for VAR) exit with 2 and leave no file.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -124,13 +124,14 @@ fn wrong_sampler_requests_exit_2_and_write_nothing() -> TestResult {
     let (vc, vae) = tiny_configs(&[1, 2, 4]);
     std::fs::write(&var, var_bytes(&vc, &vae, 1)?)?;
     let out = dir.path().join("out.png");
-    let cases: [(&Path, &[&str], &str); 6] = [
+    let cases: [(&Path, &[&str], &str); 7] = [
         (&target, &["--sampler", "spec"], "--draft"),
         (&target, &["--sampler", "sjd", "--draft", s(&draft)], "spec"),
         (&target, &["--sampler", "sjd", "--window", "1"], "window"),
         (&target, &["--sampler", "jacobi"], "jacobi"),
         (&var, &["--sampler", "sjd"], "raster"),
         (&var, &["--sampler", "spec", "--draft", s(&draft)], "raster"),
+        (&var, &["--temperature", "0.5"], "temperature"),
     ];
     for (model, extra, needle) in cases {
         let o = generate(model, &out, extra)?;

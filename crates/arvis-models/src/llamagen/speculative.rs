@@ -71,6 +71,64 @@ impl LlamaGen {
             started: false,
         })
     }
+
+    /// The negative log-likelihood (nats) of each sequence of `tokens` (one row per label, in
+    /// generation order, `block_size` tokens) under this model's guided distribution with
+    /// `cfg` at temperature 1 and **no** top-k / top-p: `−Σ_t ln p(x_t | x_<t)`, from one
+    /// teacher-forced pass. Filters are left out so that every token has a finite score — a
+    /// lossy sampler may emit a token a top-k filter would have removed — which makes this the
+    /// quality proxy the speculative samplers are compared with.
+    ///
+    /// Errors: [`ModelError::Request`] for a row count other than `labels.len()`, a row of the
+    /// wrong length or a token outside the vocabulary; the model's errors.
+    pub fn sequence_nll(&self, labels: &[u32], cfg: f32, tokens: &[Vec<u32>]) -> Result<Vec<f64>> {
+        let n = self.config().block_size;
+        let vocab = self.config().vocab_size;
+        if tokens.len() != labels.len() {
+            return Err(ModelError::request(format!(
+                "{} token rows for {} labels",
+                tokens.len(),
+                labels.len()
+            )));
+        }
+        if let Some((i, row)) = tokens.iter().enumerate().find(|(_, r)| r.len() != n) {
+            return Err(ModelError::request(format!(
+                "token row {i} has {} tokens, the model makes {n}",
+                row.len()
+            )));
+        }
+        if let Some(&x) = tokens.iter().flatten().find(|&&x| x as usize >= vocab) {
+            return Err(ModelError::request(format!(
+                "token {x} is outside the vocabulary of {vocab}"
+            )));
+        }
+        let unfiltered = SamplingConfig::llamagen(1.0, 0, 1.0);
+        let mut model = self.spec_model(labels, cfg, &unfiltered)?;
+        let spec = |e: SpecError| ModelError::request(format!("teacher-forced pass: {e}"));
+        let first = model.start().map_err(spec)?;
+        let feed: Vec<u32> = tokens
+            .iter()
+            .flat_map(|r| r[..n - 1].iter().copied())
+            .collect();
+        let rest = if n > 1 {
+            Some(model.forward(&feed, n - 1).map_err(spec)?)
+        } else {
+            None
+        };
+        Ok(tokens
+            .iter()
+            .enumerate()
+            .map(|(b, row)| {
+                let mut nll = -first.get(b, 0)[row[0] as usize].ln();
+                if let Some(rest) = &rest {
+                    for (t, &x) in row.iter().enumerate().skip(1) {
+                        nll -= rest.get(b, t - 1)[x as usize].ln();
+                    }
+                }
+                nll
+            })
+            .collect())
+    }
 }
 
 impl<'m> LlamaGenSpec<'m> {
