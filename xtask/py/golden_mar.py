@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Writes the MAR golden fixture from the official LTH14/mar code (random weights).
 
-    /work/venv/bin/python xtask/py/golden_mar.py --mar-repo /path/to/mar [--out REPO_ROOT]
+    /work/venv/bin/python xtask/py/golden_mar.py --mar-repo /path/to/mar [--out REPO_ROOT] \
+        [--patch-size 1|2]
 
-Output: crates/arvis-models/tests/golden/mar_tiny.safetensors, an arvis MAR file (family
+Output (`--patch-size 1`, the default): crates/arvis-models/tests/golden/mar_tiny.safetensors,
+an arvis MAR file (family
 "mar", `arvis.config` = {"mar": {...}, "vae": {...}}) holding
 
 - the official `MAR` (models/mar.py, imported from --mar-repo, never copied) at a tiny config
@@ -27,6 +29,15 @@ Output: crates/arvis-models/tests/golden/mar_tiny.safetensors, an arvis MAR file
   `it<k>.out0` (the head's input and raw output at its first call, t = 999, before guidance),
   `it<k>.tokens` [n, 16] (the kept samples); then `latents` [B, 16, 4, 4] (the unpatchified
   tokens) and `image` [B, 3, 64, 64] (`vae.decode(latents / 0.2325)`).
+
+`--patch-size 2` writes crates/arvis-models/tests/golden/mar_tiny_p2.safetensors instead: the
+same recipe (same seeds, same VAE) with patch_size 2 on img_size 96 (6×6 latents → 3×3 = 9
+tokens of 16·2² = 64 channels; a token side 3 ≠ p 2 so a mix-up of the two cannot cancel out),
+1 + 1 blocks and a head of depth 1, width 72 (`stabilize` needs width ≥ channels + 2), and one
+`guided` run (see VARIANTS; the file stays small). It also records `golden.<run>.final_tokens`
+[B, 9, 64], the tokens `sample_tokens` passes to the official `unpatchify` (checked here to
+equal `patchify(latents)`), so the Rust test can check the token ↔ latent layout directly. The
+patch-size-1 fixture does not hold it (it stays byte-identical to the committed file).
 
 CPU, fp32, one thread; `.cuda()` is patched to a no-op (the reference hard-codes it).
 """
@@ -61,6 +72,14 @@ HEAD = dict(diffloss_d=2, diffloss_w=64)
 RUNS = {
     "guided": ([3, 7], 4, 3.0, "linear", 0.9),
     "uncond": (None, 3, 1.0, "constant", 1.0),
+}
+# --patch-size: (output file, MAR config, head, runs, record the tokens unpatchify receives)
+VARIANTS = {
+    1: (OUT_PATH, MAR_CFG, HEAD, RUNS, False),
+    2: ("crates/arvis-models/tests/golden/mar_tiny_p2.safetensors",
+        dict(MAR_CFG, img_size=96, patch_size=2, encoder_depth=1, decoder_depth=1),
+        dict(diffloss_d=1, diffloss_w=72),
+        {"guided": ([4, 9], 5, 2.5, "linear", 0.7)}, True),
 }
 
 
@@ -119,16 +138,22 @@ def source(args) -> str:
                                       text=True, stderr=subprocess.DEVNULL).strip()
     except (OSError, subprocess.CalledProcessError):
         rev = "fe470ac (not a git checkout)"
-    return (f"python xtask/py/golden_mar.py --seed {args.seed}; LTH14/mar @ {rev}; "
+    flags = f"--seed {args.seed}" + (f" --patch-size {args.patch_size}" if args.patch_size != 1 else "")
+    return (f"python xtask/py/golden_mar.py {flags}; LTH14/mar @ {rev}; "
             f"torch {torch.__version__}; fp32 CPU")
 
 
-def record_run(model, name: str, spec, tensors: dict) -> None:
+def record_run(model, name: str, spec, tensors: dict, record_tokens: bool = False) -> None:
     labels, num_iter, cfg, schedule, temperature = spec
     dl, net = model.diffloss, model.diffloss.net
     bsz = 2
     orig_orders, orig_sample, orig_forward = model.sample_orders, dl.sample, net.forward
-    state = {"orders": None, "iters": []}
+    orig_unpatchify = model.unpatchify
+    state = {"orders": None, "iters": [], "final_tokens": None}
+
+    def unpatchify(x):
+        state["final_tokens"] = x.clone()
+        return orig_unpatchify(x)
 
     def sample_orders(b):
         o = orig_orders(b)
@@ -157,17 +182,21 @@ def record_run(model, name: str, spec, tensors: dict) -> None:
             x0=calls[0][0], t0=calls[0][1][:1].float(), out0=calls[0][2], tokens=out[:n].clone()))
         return out
 
-    model.sample_orders, dl.sample = sample_orders, sample
+    model.sample_orders, dl.sample, model.unpatchify = sample_orders, sample, unpatchify
     try:
         y = None if labels is None else torch.tensor(labels)
         with torch.no_grad():
             latents = model.sample_tokens(bsz, num_iter=num_iter, cfg=cfg, cfg_schedule=schedule,
                                           labels=y, temperature=temperature)
     finally:
-        del model.sample_orders, dl.sample
+        del model.sample_orders, dl.sample, model.unpatchify
     pre = f"golden.{name}"
     tensors[f"{pre}.orders"] = state["orders"].float()
     tensors[f"{pre}.latents"] = latents
+    if record_tokens:
+        tokens = state["final_tokens"]
+        assert torch.equal(model.patchify(latents), tokens), "patchify is not unpatchify's inverse"
+        tensors[f"{pre}.final_tokens"] = tokens
     for k, it in enumerate(state["iters"]):
         for key, v in it.items():
             tensors[f"{pre}.it{k}.{key}"] = v
@@ -180,7 +209,9 @@ def main() -> None:
     ap.add_argument("--mar-repo", required=True)
     ap.add_argument("--out", default=REPO_ROOT)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--patch-size", type=int, choices=sorted(VARIANTS), default=1)
     args = ap.parse_args()
+    out_path, mar_cfg, head, runs, record_tokens = VARIANTS[args.patch_size]
 
     torch.Tensor.cuda = lambda self, *a, **k: self  # the reference hard-codes .cuda()
     torch.set_num_threads(1)
@@ -193,7 +224,7 @@ def main() -> None:
     np.random.seed(args.seed)
     g = torch.Generator().manual_seed(args.seed)
     model = MAR(norm_layer=partial(nn.LayerNorm, eps=1e-6), num_sampling_steps=str(HEAD_STEPS),
-                **MAR_CFG, **HEAD).eval()
+                **mar_cfg, **head).eval()
     randomize_mar(model, g)
     stabilize(model.diffloss.net, g)
 
@@ -201,8 +232,8 @@ def main() -> None:
     golden_klvae.randomize(vae, torch.Generator().manual_seed(0))  # = klvae_tiny.safetensors
 
     tensors = {}
-    for name, spec in RUNS.items():
-        record_run(model, name, spec, tensors)
+    for name, spec in runs.items():
+        record_run(model, name, spec, tensors, record_tokens)
         with torch.no_grad():
             tensors[f"golden.{name}.image"] = vae.decode(tensors[f"golden.{name}.latents"] / LATENT_SCALE)
 
@@ -211,16 +242,16 @@ def main() -> None:
         tensors[k] = v.detach().clone().contiguous() if k.startswith("diffloss.") else v.half()
     for k, v in vae.state_dict().items():
         tensors[f"vae.{k}"] = v.detach().half().contiguous()
-    mar_cfg = dict(MAR_CFG, norm_eps=1e-6)
+    mar_cfg = dict(mar_cfg, norm_eps=1e-6)
     meta = {
         "arvis.family": "mar",
         "arvis.config": json.dumps({"mar": mar_cfg, "vae": golden_klvae.arvis_config(golden_klvae.TINY)},
                                    sort_keys=True),
         "arvis.golden": json.dumps({k: dict(zip(["labels", "num_iter", "cfg", "cfg_schedule", "temperature"], v),
-                                            head_steps=HEAD_STEPS) for k, v in RUNS.items()}, sort_keys=True),
+                                            head_steps=HEAD_STEPS) for k, v in runs.items()}, sort_keys=True),
         "arvis.source": source(args),
     }
-    path = os.path.join(args.out, OUT_PATH)
+    path = os.path.join(args.out, out_path)
     save(path, tensors, meta)
     print(f"wrote {path} ({os.path.getsize(path) / 1e6:.2f} MB, {len(tensors)} tensors)")
 

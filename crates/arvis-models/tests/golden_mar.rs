@@ -2,7 +2,9 @@
 //! `xtask/py/golden_mar.py`: replaying the reference's generation orders and every noise draw
 //! of its diffusion head through [`Mar::replay`] must reproduce, at every AR iteration, the
 //! head's conditions `z`, the guidance scale, the head's raw output `[ε | v]` at its first step,
-//! the sampled tokens, and at the end the latents and the decoded image.
+//! the sampled tokens, and at the end the latents and the decoded image. Two fixtures:
+//! `mar_tiny` (patch_size 1, as every release) and `mar_tiny_p2` (patch_size 2: 3×3 tokens of
+//! 16·2² channels, whose recorded final tokens also pin `patchify`/`unpatchify` exactly).
 //!
 //! Tolerances:
 //! - `z` and the head output: `|Δ| ≤ 1e-5 + 1e-4·|ref|` (`Tolerance::new(1e-4, 1e-5)`);
@@ -10,12 +12,13 @@
 
 mod common;
 
-use arvis_core::{Device, Tolerance, Weights};
+use arvis_core::{Device, SeededRng, Tensor, Tolerance, Weights};
 use arvis_heads::RecordedNoise;
 use arvis_models::mar::{CfgSchedule, HeadSteps, KlVae, KlVaeConfig, Mar, MarRequest};
 use common::{Errs, TestResult, as_indices, check, open_golden};
 
 const FILE: &str = "mar_tiny.safetensors";
+const FILE_P2: &str = "mar_tiny_p2.safetensors";
 const Z_TOL: Tolerance = Tolerance::new(1e-4, 1e-5);
 const TOKEN_TOL: Tolerance = Tolerance::new(0.0, 1e-3);
 
@@ -158,24 +161,122 @@ fn line(what: &str, e: Errs) -> String {
     )
 }
 
-#[test]
-fn replay_matches_the_official_sample_tokens() -> TestResult {
-    let w = open_golden(FILE)?;
+/// The runs recorded in a fixture (the keys of its `arvis.golden` metadata).
+fn run_names(w: &Weights) -> TestResult<Vec<String>> {
+    let all = w.metadata_json("arvis.golden")?;
+    let names: Vec<String> = all
+        .as_object()
+        .ok_or("arvis.golden is not an object")?
+        .keys()
+        .cloned()
+        .collect();
+    if names.is_empty() {
+        return Err("arvis.golden names no run".into());
+    }
+    Ok(names)
+}
+
+/// Replays every run of fixture `file`, teacher-forced then free.
+fn check_fixture(file: &str) -> TestResult {
+    let w = open_golden(file)?;
     let mar = Mar::load_on(&w, Device::Cpu)?;
     let vae = KlVae::load(&w.scope("vae"), &KlVaeConfig::from_weights(&w)?)?;
-    for name in ["guided", "uncond"] {
-        let e = replay_run(&mar, &vae, &w, name, true)?;
+    let p = mar.config().patch_size;
+    for name in run_names(&w)? {
+        let e = replay_run(&mar, &vae, &w, &name, true)?;
         eprintln!(
-            "{name}, teacher-forced: {}; {}; {}",
+            "{file} (p {p}) {name}, teacher-forced: {}; {}; {}",
             line("z", e.z),
             line("head", e.head),
             line("tokens", e.tokens),
         );
-        let e = replay_run(&mar, &vae, &w, name, false)?;
+        let e = replay_run(&mar, &vae, &w, &name, false)?;
         eprintln!(
-            "{name}, free: {}; {}",
+            "{file} (p {p}) {name}, free: {}; {}",
             line("latents", e.tokens),
             line("image", e.image)
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn replay_matches_the_official_sample_tokens() -> TestResult {
+    check_fixture(FILE)
+}
+
+#[test]
+fn replay_matches_the_official_sample_tokens_with_patch_size_2() -> TestResult {
+    check_fixture(FILE_P2)
+}
+
+/// `unpatchify` of the tokens the official `sample_tokens` passed to its `unpatchify` gives
+/// exactly its latents, and `patchify` maps them back (a pure permutation, so bit-exact; the
+/// latents' values are all distinct, so any other permutation would fail).
+#[test]
+fn patchify_matches_the_official_layout() -> TestResult {
+    let w = open_golden(FILE_P2)?;
+    let mar = Mar::load_on(&w, Device::Cpu)?;
+    let cfg = mar.config();
+    assert_eq!(cfg.patch_size, 2, "{FILE_P2} is the patch_size-2 fixture");
+    for name in run_names(&w)? {
+        let tokens = w.get_any(&format!("golden.{name}.final_tokens"))?;
+        let latents = w.get_any(&format!("golden.{name}.latents"))?;
+        let mut vals = latents.to_vec();
+        vals.sort_by(f32::total_cmp);
+        assert!(
+            vals.windows(2).all(|v| v[0] != v[1]),
+            "{name}: repeated latent values would hide a layout error"
+        );
+        let got = cfg.unpatchify(&tokens)?;
+        assert_eq!(got.shape(), latents.shape(), "{name}: unpatchify shape");
+        assert!(
+            got.to_vec() == latents.to_vec(),
+            "{name}: unpatchify(final_tokens) differs from the official latents"
+        );
+        let back = cfg.patchify(&latents)?;
+        assert_eq!(back.shape(), tokens.shape(), "{name}: patchify shape");
+        assert!(
+            back.to_vec() == tokens.to_vec(),
+            "{name}: patchify(latents) differs from the official tokens"
+        );
+    }
+    Ok(())
+}
+
+/// `patchify` and `unpatchify` are inverse permutations for both fixtures' configurations
+/// (random values both ways), and reject tensors of the wrong shape.
+#[test]
+fn patchify_and_unpatchify_are_inverses() -> TestResult {
+    let mut rng = SeededRng::new(11);
+    for file in [FILE, FILE_P2] {
+        let w = open_golden(file)?;
+        let mar = Mar::load_on(&w, Device::Cpu)?;
+        let cfg = mar.config();
+        let (side, p, c) = (cfg.seq_side(), cfg.patch_size, cfg.vae_embed_dim);
+        let latents = Tensor::randn(&[3, c, side * p, side * p], &mut rng);
+        let round = cfg.unpatchify(&cfg.patchify(&latents)?)?;
+        assert!(
+            round.to_vec() == latents.to_vec(),
+            "{file}: latents round trip"
+        );
+        let tokens = Tensor::randn(&[3, cfg.seq_len(), cfg.token_embed_dim()], &mut rng);
+        let round = cfg.patchify(&cfg.unpatchify(&tokens)?)?;
+        assert!(
+            round.to_vec() == tokens.to_vec(),
+            "{file}: tokens round trip"
+        );
+        assert!(
+            cfg.patchify(&Tensor::zeros(&[1, c, side * p + 1, side * p]))
+                .is_err()
+        );
+        assert!(
+            cfg.unpatchify(&Tensor::zeros(&[
+                1,
+                cfg.seq_len(),
+                cfg.token_embed_dim() + 1
+            ]))
+            .is_err()
         );
     }
     Ok(())

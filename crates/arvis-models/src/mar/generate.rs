@@ -372,35 +372,11 @@ impl Mar {
             progress(step + 1);
         }
         Ok(MarRun {
-            latents: self.unpatchify(&tokens, b)?,
+            latents: self
+                .config()
+                .unpatchify(&Tensor::from_vec(tokens, &[b, s, t])?)?,
             orders,
             iterations,
         })
-    }
-
-    /// `[B, S, c·p²]` tokens (host, row-major) → `[B, c, side·p, side·p]` (official
-    /// `unpatchify`: token channel `c·p² + i·p + j` is latent pixel `(i, j)` of channel `c`).
-    fn unpatchify(&self, tokens: &[f32], b: usize) -> Result<Tensor> {
-        let cfg = self.config();
-        let (side, p, c) = (cfg.seq_side(), cfg.patch_size, cfg.vae_embed_dim);
-        let w = side * p;
-        let t = c * p * p;
-        let mut out = vec![0f32; b * c * w * w];
-        for n in 0..b {
-            for hy in 0..side {
-                for wx in 0..side {
-                    let tok = &tokens[((n * side + hy) * side + wx) * t..][..t];
-                    for ch in 0..c {
-                        for i in 0..p {
-                            for j in 0..p {
-                                let (y, x) = (hy * p + i, wx * p + j);
-                                out[((n * c + ch) * w + y) * w + x] = tok[(ch * p + i) * p + j];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Ok(Tensor::from_vec(out, &[b, c, w, w])?)
     }
 }

@@ -8,6 +8,7 @@ mod config;
 mod generate;
 mod layers;
 mod model;
+mod patch;
 pub mod random;
 
 pub use arvis_heads::{DiffusionHeadConfig, StepAnnealing, StepSchedule};
