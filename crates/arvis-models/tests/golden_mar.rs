@@ -4,6 +4,9 @@
 //! head's conditions `z`, the guidance scale, the head's raw output `[ε | v]` at its first step,
 //! the sampled tokens, and at the end the latents and the decoded image.
 //!
+//! Every check runs on the CPU and on the GPU (the model, the head and the VAE loaded on the
+//! device; the recorded draws uploaded as the loop uses them), with the same tolerances.
+//!
 //! Tolerances:
 //! - `z` and the head output: `|Δ| ≤ 1e-5 + 1e-4·|ref|` (`Tolerance::new(1e-4, 1e-5)`);
 //! - tokens, latents and image: `|Δ| ≤ 1e-3` (`Tolerance::new(0.0, 1e-3)`).
@@ -133,7 +136,8 @@ fn replay_run(
             e.z.merge(check(&format!("{name} it{k} z"), z, &get("z")?, Z_TOL)?);
         // The head's first call (t = 999, before guidance) on the reference's input and our z.
         let t0 = get("t0")?.to_vec()[0];
-        let out = mar.head().forward(&get("x0")?, &[t0], z)?;
+        let x0 = get("x0")?.to_device(mar.device())?;
+        let out = mar.head().forward(&x0, &[t0], z)?;
         e.head = e.head.merge(check(
             &format!("{name} it{k} head [ε | v]"),
             &out,
@@ -158,27 +162,61 @@ fn line(what: &str, e: Errs) -> String {
     )
 }
 
-#[test]
-fn replay_matches_the_official_sample_tokens() -> TestResult {
+/// Run `name` replayed on `device`, teacher-forced then free, within the tolerances above; on
+/// the GPU no op may fall back to the host.
+fn golden_case(name: &str, device: Device) -> TestResult {
+    if !arvis_core::gpu::ready_for_tests(device)? {
+        return Ok(());
+    }
     let w = open_golden(FILE)?;
-    let mar = Mar::load_on(&w, Device::Cpu)?;
-    let vae = KlVae::load(&w.scope("vae"), &KlVaeConfig::from_weights(&w)?)?;
-    for name in ["guided", "uncond"] {
-        let e = replay_run(&mar, &vae, &w, name, true)?;
-        eprintln!(
-            "{name}, teacher-forced: {}; {}; {}",
-            line("z", e.z),
-            line("head", e.head),
-            line("tokens", e.tokens),
-        );
-        let e = replay_run(&mar, &vae, &w, name, false)?;
-        eprintln!(
-            "{name}, free: {}; {}",
-            line("latents", e.tokens),
-            line("image", e.image)
-        );
+    let mar = Mar::load_on(&w, device)?;
+    let vae = KlVae::load(&w.scope_on("vae", device), &KlVaeConfig::from_weights(&w)?)?;
+    let e = replay_run(&mar, &vae, &w, name, true)?;
+    eprintln!(
+        "{} {name}, teacher-forced: {}; {}; {}",
+        device.name(),
+        line("z", e.z),
+        line("head", e.head),
+        line("tokens", e.tokens),
+    );
+    let e = replay_run(&mar, &vae, &w, name, false)?;
+    eprintln!(
+        "{} {name}, free: {}; {}",
+        device.name(),
+        line("latents", e.tokens),
+        line("image", e.image)
+    );
+    if device == Device::Gpu {
+        // The encoder/decoder, the head's chain, the token writes and the VAE all ran as WGSL
+        // kernels.
+        let fallbacks = arvis_core::gpu::GpuContext::shared()?.host_fallbacks();
+        assert_eq!(fallbacks, 0, "ops that ran on the host");
     }
     Ok(())
+}
+
+/// Guidance (cfg 3, linear schedule, temperature 0.9).
+#[test]
+fn replay_matches_the_official_guided_run() -> TestResult {
+    golden_case("guided", Device::Cpu)
+}
+
+/// No guidance (cfg 1, `labels=None`: the `fake_latent` rows).
+#[test]
+fn replay_matches_the_official_unconditional_run() -> TestResult {
+    golden_case("uncond", Device::Cpu)
+}
+
+/// The same replays with every tensor on the GPU (lavapipe in CI), within the same
+/// tolerances.
+#[test]
+fn replay_matches_the_official_guided_run_gpu() -> TestResult {
+    golden_case("guided", Device::Gpu)
+}
+
+#[test]
+fn replay_matches_the_official_unconditional_run_gpu() -> TestResult {
+    golden_case("uncond", Device::Gpu)
 }
 
 /// The replay checks itself: a wrong order (two positions swapped) changes the tokens beyond

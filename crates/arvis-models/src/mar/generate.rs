@@ -13,6 +13,13 @@
 //! `mask_len` and `cfg_k` are computed in `f32` as the reference's tensors (the cosine in
 //! `f64`, as numpy). The last iteration's `mask_len` (used by the linear schedule) is 1, a quirk
 //! of the reference kept here.
+//!
+//! **Devices.** The loop runs where the model's weights are: the tokens, the conditions `z`
+//! and the head's chain stay on that device across iterations, and the sampled tokens are
+//! written into the sequence by a gather, not on the host. The host computes only what does
+//! not depend on computed values (orders, masks, `mask_len`, row indices) and the seeded noise,
+//! which is drawn on the host on every device (same seed, same draws) and uploaded per use.
+//! Nothing is read back: the latents come out on the model's device.
 
 use arvis_core::{SeededRng, Tensor};
 use arvis_heads::{DiffusionSampler, RecordedNoise, StepAnnealing};
@@ -107,8 +114,8 @@ pub struct MarIteration {
 /// A generated batch.
 #[derive(Clone, Debug)]
 pub struct MarRun {
-    /// The latents `[B, vae_embed_dim, side·p, side·p]` (official `unpatchify(tokens)`), to be
-    /// decoded with `KlVae::decode_tokens`.
+    /// The latents `[B, vae_embed_dim, side·p, side·p]` (official `unpatchify(tokens)`), on the
+    /// model's device, to be decoded with `KlVae::decode_tokens`.
     pub latents: Tensor,
     /// Each sample's generation order (a permutation of `0..S`).
     pub orders: Vec<Vec<usize>>,
@@ -260,16 +267,18 @@ impl Mar {
         }
         let n = class_rows.len();
         let mut masked = vec![vec![true; s]; b];
-        let mut tokens = vec![0f32; b * s * t];
+        // `[B·S, T]` on the model's device for the whole loop: each iteration's tokens are
+        // written in by a gather (below), so nothing is read back until the caller asks.
+        let mut tokens = Tensor::zeros(&[b * s, t]).to_device(self.device())?;
         let mut samplers: Vec<(usize, DiffusionSampler)> = Vec::new();
         let mut iterations = Vec::new();
         for step in 0..k_total {
             let feed = if guided {
-                tokens.repeat(2)
+                Tensor::concat(&[&tokens, &tokens], 0)?
             } else {
                 tokens.clone()
             };
-            let feed = Tensor::from_vec(feed, &[n, s, t])?.to_device(self.device())?;
+            let feed = feed.reshape(&[n, s, t])?;
             let z = self.forward_z(&feed, &class_rows, &Masks { masked: &masked })?;
 
             let ratio = (std::f64::consts::FRAC_PI_2 * (step + 1) as f64 / k_total as f64).cos();
@@ -337,8 +346,8 @@ impl Mar {
                         self.head().sample(&zp, guidance, &sampler, &mut rec)?
                     }
                 };
-                let vals = match teacher.as_mut() {
-                    None => sampled.try_to_vec()?,
+                let written = match teacher.as_mut() {
+                    None => sampled.clone(),
                     Some(iter) => {
                         let forced = iter.next().ok_or_else(|| {
                             ModelError::request(format!("no teacher tokens for iteration {step}"))
@@ -350,17 +359,10 @@ impl Mar {
                                 sampled.shape()
                             )));
                         }
-                        forced.try_to_vec()?
+                        forced.to_device(self.device())?
                     }
                 };
-                let mut k = 0;
-                for (r, pos) in it.positions.iter().enumerate() {
-                    for &p in pos {
-                        let dst = (r * s + p) * t;
-                        tokens[dst..dst + t].copy_from_slice(&vals[k * t..(k + 1) * t]);
-                        k += 1;
-                    }
-                }
+                tokens = scatter_rows(&tokens, &written, &it.positions, s)?;
                 if record {
                     it.z = Some(zp);
                     it.tokens = Some(sampled);
@@ -378,29 +380,36 @@ impl Mar {
         })
     }
 
-    /// `[B, S, c·p²]` tokens (host, row-major) → `[B, c, side·p, side·p]` (official
-    /// `unpatchify`: token channel `c·p² + i·p + j` is latent pixel `(i, j)` of channel `c`).
-    fn unpatchify(&self, tokens: &[f32], b: usize) -> Result<Tensor> {
+    /// `[B·S, c·p²]` tokens → `[B, c, side·p, side·p]` (official `unpatchify`: token channel
+    /// `c·p² + i·p + j` is latent pixel `(i, j)` of channel `c`), on the tokens' device.
+    fn unpatchify(&self, tokens: &Tensor, b: usize) -> Result<Tensor> {
         let cfg = self.config();
         let (side, p, c) = (cfg.seq_side(), cfg.patch_size, cfg.vae_embed_dim);
         let w = side * p;
-        let t = c * p * p;
-        let mut out = vec![0f32; b * c * w * w];
-        for n in 0..b {
-            for hy in 0..side {
-                for wx in 0..side {
-                    let tok = &tokens[((n * side + hy) * side + wx) * t..][..t];
-                    for ch in 0..c {
-                        for i in 0..p {
-                            for j in 0..p {
-                                let (y, x) = (hy * p + i, wx * p + j);
-                                out[((n * c + ch) * w + y) * w + x] = tok[(ch * p + i) * p + j];
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        Ok(Tensor::from_vec(out, &[b, c, w, w])?)
+        Ok(tokens
+            .reshape(&[b, side, side, c, p, p])?
+            .permute(&[0, 3, 1, 4, 2, 5])?
+            .reshape(&[b, c, w, w])?)
     }
+}
+
+/// `tokens` `[B·S, T]` with row `r·S + p` replaced, for each `(r, p)` of `positions` in
+/// order, by the next row of `rows` `[n, T]`. A gather from `[tokens; rows]` (exact copies),
+/// so the tokens stay on their device: the host only computes the indices.
+fn scatter_rows(
+    tokens: &Tensor,
+    rows: &Tensor,
+    positions: &[Vec<usize>],
+    s: usize,
+) -> Result<Tensor> {
+    let base = tokens.shape()[0];
+    let mut ids: Vec<u32> = (0..base as u32).collect();
+    let mut k = base as u32;
+    for (r, pos) in positions.iter().enumerate() {
+        for &p in pos {
+            ids[r * s + p] = k;
+            k += 1;
+        }
+    }
+    Ok(Tensor::concat(&[tokens, rows], 0)?.embedding(&ids)?)
 }
