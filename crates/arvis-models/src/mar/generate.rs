@@ -107,7 +107,8 @@ pub struct MarIteration {
     pub cfg: f32,
     /// Diffusion steps run.
     pub head_steps: usize,
-    /// The sampled tokens `[n, T]`, in the order of `z`; `None` when nothing was predicted.
+    /// The sampled tokens `[n, T]` (on the model's device), in the order of `z`; `None` when
+    /// nothing was predicted.
     pub tokens: Option<Tensor>,
 }
 
