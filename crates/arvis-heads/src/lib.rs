@@ -17,5 +17,5 @@ pub use disa::{StepAnnealing, StepSchedule};
 pub use error::{HeadError, Result};
 pub use flow::{FlowMethod, FlowSampler, Guidance, TimeGrid, VelocityModel};
 pub use mlp_adaln::{ConditionedHead, DiffusionHead, DiffusionHeadConfig};
-pub use noise::{NoiseSource, RecordedNoise};
+pub use noise::{NoiseSource, OnDevice, RecordedNoise};
 pub use schedule::RespacedSchedule;

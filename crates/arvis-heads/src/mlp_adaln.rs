@@ -18,7 +18,7 @@ use arvis_core::{Device, Tensor, WeightsScope};
 
 use crate::diffusion::{DenoiseModel, DiffusionSampler};
 use crate::error::{HeadError, Result};
-use crate::noise::NoiseSource;
+use crate::noise::{NoiseSource, OnDevice};
 
 /// Size of the sinusoidal timestep embedding (`frequency_embedding_size`).
 pub const FREQUENCY_EMBEDDING_SIZE: usize = 256;
@@ -373,9 +373,16 @@ impl DiffusionHead {
 
     /// MAR's `DiffLoss.sample`: draws one token per condition. `z` is `[B, D]` without
     /// guidance, `[2B, D]` (`[cond; uncond]`) with `guidance = Some(cfg)`; the result is the
-    /// `[B, C]` tokens of the conditional rows (what MAR keeps).
+    /// `[B, C]` tokens of the conditional rows (what MAR keeps), on the head's device.
+    ///
+    /// `z` lives on the head's device; `noise` may hand out host tensors (a [`SeededRng`], a
+    /// [`RecordedNoise`]): each draw is uploaded there ([`OnDevice`]), so a seed gives the same
+    /// draws on every device.
     ///
     /// Errors: [`HeadError::Shape`] for a mis-shaped or odd-row (guided) `z`; the sampler's.
+    ///
+    /// [`SeededRng`]: arvis_core::SeededRng
+    /// [`RecordedNoise`]: crate::RecordedNoise
     pub fn sample(
         &self,
         z: &Tensor,
@@ -397,7 +404,10 @@ impl DiffusionHead {
             None => rows,
         };
         let model = self.condition(z)?;
-        sampler.sample(&model, batch, self.cfg.token_channels, guidance, noise)
+        // The draws are made on the host (device-independent); the chain runs where the
+        // weights are.
+        let mut noise = OnDevice::new(noise, self.device);
+        sampler.sample(&model, batch, self.cfg.token_channels, guidance, &mut noise)
     }
 
     fn check_rows(&self, op: &'static str, t: &Tensor, cols: usize) -> Result<()> {

@@ -1,7 +1,7 @@
 //! Where the samplers' Gaussian noise comes from: a seeded stream, or draws recorded elsewhere
 //! (the reference's torch draws, replayed by the golden tests).
 
-use arvis_core::{SeededRng, Tensor};
+use arvis_core::{Device, SeededRng, Tensor};
 
 use crate::error::{HeadError, Result};
 
@@ -83,5 +83,30 @@ impl NoiseSource for RecordedNoise {
             ))
         })?;
         check(&format!("noise of step {step}"), t, shape)
+    }
+}
+
+/// Another source's draws, uploaded to `device`: the draws stay on the host (the same seeded
+/// stream, or the same recorded tensors, on every device), and each one is moved once to where
+/// the model computes. [`crate::DiffusionHead::sample`] wraps its source in this.
+pub struct OnDevice<'a> {
+    source: &'a mut dyn NoiseSource,
+    device: Device,
+}
+
+impl<'a> OnDevice<'a> {
+    /// `source`'s draws on `device`.
+    pub fn new(source: &'a mut dyn NoiseSource, device: Device) -> Self {
+        OnDevice { source, device }
+    }
+}
+
+impl NoiseSource for OnDevice<'_> {
+    fn initial(&mut self, shape: &[usize]) -> Result<Tensor> {
+        Ok(self.source.initial(shape)?.to_device(self.device)?)
+    }
+
+    fn step(&mut self, step: usize, shape: &[usize]) -> Result<Tensor> {
+        Ok(self.source.step(step, shape)?.to_device(self.device)?)
     }
 }

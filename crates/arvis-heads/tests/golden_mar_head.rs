@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use arvis_core::{Tensor, Tolerance, Weights};
+use arvis_core::{Device, Tensor, Tolerance, Weights};
 use arvis_heads::{
     DenoiseModel, DiffusionHead, DiffusionHeadConfig, DiffusionSampler, RecordedNoise,
     RespacedSchedule,
@@ -206,23 +206,50 @@ fn each_step_matches_from_recorded_states() -> TestResult {
 }
 
 /// The whole chain, replaying the reference's noise, gives the reference's tokens (same bound
-/// as the steps).
-#[test]
-fn sampled_tokens_match_with_replayed_noise() -> TestResult {
+/// as the steps), with the head on `device`: the recorded noise stays on the host and
+/// `DiffusionHead::sample` uploads each draw.
+fn sampled_tokens_case(device: Device) -> TestResult {
+    if !arvis_core::gpu::ready_for_tests(device)? {
+        return Ok(());
+    }
     let w = open_golden()?;
-    let head = load_chain_head(&w)?;
+    let head = DiffusionHead::load_inferred(&w.scope_on("stable.diffloss.net", device))?;
     for (name, ddim, steps, batch, cfg, temperature) in RUNS {
         let pre = format!("golden.run.{name}");
         let sampler = sampler(ddim, steps, temperature)?;
         let mut noise = recorded_noise(&w, &pre)?;
         let guidance = (cfg != 1.0).then_some(cfg);
-        let z = w.get_any(&format!("{pre}.z"))?;
+        let z = w.get_any(&format!("{pre}.z"))?.to_device(device)?;
         let got = head.sample(&z, guidance, &sampler, &mut noise)?;
         assert_eq!(got.shape(), [batch, 16]);
+        assert_eq!(
+            got.device(),
+            device,
+            "{name}: tokens left the head's device"
+        );
         let want = w.get_any(&format!("{pre}.sample"))?;
-        check(name, &got, &want, scaled(&want, 1e-3))?;
+        check(
+            &format!("{name} on {}", device.name()),
+            &got,
+            &want,
+            scaled(&want, 1e-3),
+        )?;
+    }
+    if device == Device::Gpu {
+        let fallbacks = arvis_core::gpu::GpuContext::shared()?.host_fallbacks();
+        assert_eq!(fallbacks, 0, "ops that ran on the host");
     }
     Ok(())
+}
+
+#[test]
+fn sampled_tokens_match_with_replayed_noise() -> TestResult {
+    sampled_tokens_case(Device::Cpu)
+}
+
+#[test]
+fn sampled_tokens_match_with_replayed_noise_gpu() -> TestResult {
+    sampled_tokens_case(Device::Gpu)
 }
 
 fn sampler(ddim: bool, steps: usize, temperature: f32) -> TestResult<DiffusionSampler> {

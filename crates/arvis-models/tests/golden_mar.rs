@@ -6,6 +6,9 @@
 //! `mar_tiny` (patch_size 1, as every release) and `mar_tiny_p2` (patch_size 2: 3×3 tokens of
 //! 16·2² channels, whose recorded final tokens also pin `patchify`/`unpatchify` exactly).
 //!
+//! Every check runs on the CPU and on the GPU (the model, the head and the VAE loaded on the
+//! device; the recorded draws uploaded as the loop uses them), with the same tolerances.
+//!
 //! Tolerances:
 //! - `z` and the head output: `|Δ| ≤ 1e-5 + 1e-4·|ref|` (`Tolerance::new(1e-4, 1e-5)`);
 //! - tokens, latents and image: `|Δ| ≤ 1e-3` (`Tolerance::new(0.0, 1e-3)`).
@@ -136,7 +139,8 @@ fn replay_run(
             e.z.merge(check(&format!("{name} it{k} z"), z, &get("z")?, Z_TOL)?);
         // The head's first call (t = 999, before guidance) on the reference's input and our z.
         let t0 = get("t0")?.to_vec()[0];
-        let out = mar.head().forward(&get("x0")?, &[t0], z)?;
+        let x0 = get("x0")?.to_device(mar.device())?;
+        let out = mar.head().forward(&x0, &[t0], z)?;
         e.head = e.head.merge(check(
             &format!("{name} it{k} head [ε | v]"),
             &out,
@@ -176,38 +180,63 @@ fn run_names(w: &Weights) -> TestResult<Vec<String>> {
     Ok(names)
 }
 
-/// Replays every run of fixture `file`, teacher-forced then free.
-fn check_fixture(file: &str) -> TestResult {
+/// Replays every run of fixture `file` on `device`, teacher-forced then free, within the
+/// tolerances above; on the GPU no op may fall back to the host.
+fn check_fixture(file: &str, device: Device) -> TestResult {
+    if !arvis_core::gpu::ready_for_tests(device)? {
+        return Ok(());
+    }
     let w = open_golden(file)?;
-    let mar = Mar::load_on(&w, Device::Cpu)?;
-    let vae = KlVae::load(&w.scope("vae"), &KlVaeConfig::from_weights(&w)?)?;
+    let mar = Mar::load_on(&w, device)?;
+    let vae = KlVae::load(&w.scope_on("vae", device), &KlVaeConfig::from_weights(&w)?)?;
     let p = mar.config().patch_size;
     for name in run_names(&w)? {
         let e = replay_run(&mar, &vae, &w, &name, true)?;
         eprintln!(
-            "{file} (p {p}) {name}, teacher-forced: {}; {}; {}",
+            "{} {file} (p {p}) {name}, teacher-forced: {}; {}; {}",
+            device.name(),
             line("z", e.z),
             line("head", e.head),
             line("tokens", e.tokens),
         );
         let e = replay_run(&mar, &vae, &w, &name, false)?;
         eprintln!(
-            "{file} (p {p}) {name}, free: {}; {}",
+            "{} {file} (p {p}) {name}, free: {}; {}",
+            device.name(),
             line("latents", e.tokens),
             line("image", e.image)
         );
     }
+    if device == Device::Gpu {
+        // The encoder/decoder, the head's chain, the token writes and the VAE all ran as WGSL
+        // kernels.
+        let fallbacks = arvis_core::gpu::GpuContext::shared()?.host_fallbacks();
+        assert_eq!(fallbacks, 0, "ops that ran on the host");
+    }
     Ok(())
 }
 
+/// Guidance (cfg 3, linear schedule, temperature 0.9) and no guidance (cfg 1,
+/// `labels=None`: the `fake_latent` rows), patch_size 1.
 #[test]
 fn replay_matches_the_official_sample_tokens() -> TestResult {
-    check_fixture(FILE)
+    check_fixture(FILE, Device::Cpu)
+}
+
+/// The same replays with every tensor on the GPU (lavapipe in CI), same tolerances.
+#[test]
+fn replay_matches_the_official_sample_tokens_gpu() -> TestResult {
+    check_fixture(FILE, Device::Gpu)
 }
 
 #[test]
 fn replay_matches_the_official_sample_tokens_with_patch_size_2() -> TestResult {
-    check_fixture(FILE_P2)
+    check_fixture(FILE_P2, Device::Cpu)
+}
+
+#[test]
+fn replay_matches_the_official_sample_tokens_with_patch_size_2_gpu() -> TestResult {
+    check_fixture(FILE_P2, Device::Gpu)
 }
 
 /// `unpatchify` of the tokens the official `sample_tokens` passed to its `unpatchify` gives

@@ -43,8 +43,8 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct GenerateArgs {
     /// Converted `.safetensors` model (see `xtask/py/convert_var.py`), or `builtin` for the
-    /// embedded VAR trained on MNIST.
-    #[arg(long, value_name = "PATH|builtin", default_value = "builtin")]
+    /// embedded VAR trained on MNIST, or `builtin-llamagen` for the embedded LlamaGen-style model.
+    #[arg(long, value_name = "PATH|builtin|builtin-llamagen", default_value = "builtin")]
     model: ModelSource,
     /// Class label; repeat for a batch (one image per label).
     #[arg(long = "class", value_name = "N", conflicts_with = "grid")]
@@ -254,8 +254,9 @@ enum DeviceArg {
 
 #[derive(Debug, clap::Args)]
 struct EvalArgs {
-    /// MNIST model (`.safetensors`, 10 classes, 28–32 px images), or `builtin`.
-    #[arg(long, value_name = "PATH|builtin", default_value = "builtin")]
+    /// MNIST model (`.safetensors`, 10 classes, 28–32 px images), `builtin` (the embedded VAR)
+    /// or `builtin-llamagen` (the embedded LlamaGen-style model).
+    #[arg(long, value_name = "PATH|builtin|builtin-llamagen", default_value = "builtin")]
     model: ModelSource,
     /// Images per digit (10× this in total).
     #[arg(long, default_value_t = 100, value_name = "N")]
@@ -280,8 +281,8 @@ struct EvalArgs {
 
 #[derive(Debug, clap::Args)]
 struct InfoArgs {
-    /// Converted `.safetensors` model, or `builtin`.
-    #[arg(value_name = "PATH|builtin", required_unless_present = "gpu")]
+    /// Converted `.safetensors` model, `builtin` or `builtin-llamagen`.
+    #[arg(value_name = "PATH|builtin|builtin-llamagen", required_unless_present = "gpu")]
     model: Option<ModelSource>,
     /// Describe the GPU adapter wgpu picks (`ARVIS_WGPU_ADAPTER=<substring>` chooses another):
     /// backend, driver, limits, optional features.
@@ -455,6 +456,7 @@ fn info(model: Option<&ModelSource>, gpu: bool) -> Result<()> {
     let Some(model) = model else { return Ok(()) };
     let w = match model {
         ModelSource::Builtin => crate::builtin::var_mnist_weights()?,
+        ModelSource::BuiltinLlamaGen => crate::builtin::llamagen_mnist_weights()?,
         ModelSource::File(path) => Weights::open(path)?,
     };
     let meta = |k: &str| w.metadata_str(k).unwrap_or("(not set)").to_owned();

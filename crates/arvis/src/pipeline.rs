@@ -131,16 +131,22 @@ impl Sampling {
 pub enum ModelSource {
     /// The embedded VAR-on-MNIST model ([`crate::builtin::VAR_MNIST`]).
     Builtin,
+    /// The embedded LlamaGen-style MNIST model ([`crate::builtin::LLAMAGEN_MNIST`]).
+    BuiltinLlamaGen,
     /// A converted `.safetensors` file.
     File(PathBuf),
 }
 
 impl ModelSource {
     /// [`BUILTIN_MODEL_NAME`](crate::builtin::BUILTIN_MODEL_NAME) (`"builtin"`) selects the
-    /// embedded model; anything else is a path (write `./builtin` for a file of that name).
+    /// embedded VAR, [`BUILTIN_LLAMAGEN_NAME`](crate::builtin::BUILTIN_LLAMAGEN_NAME)
+    /// (`"builtin-llamagen"`) the embedded LlamaGen-style model; anything else is a path (write
+    /// `./builtin` for a file of that name).
     pub fn parse(arg: &str) -> Self {
         if arg == crate::builtin::BUILTIN_MODEL_NAME {
             ModelSource::Builtin
+        } else if arg == crate::builtin::BUILTIN_LLAMAGEN_NAME {
+            ModelSource::BuiltinLlamaGen
         } else {
             ModelSource::File(PathBuf::from(arg))
         }
@@ -159,6 +165,7 @@ impl std::fmt::Display for ModelSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ModelSource::Builtin => f.write_str(crate::builtin::BUILTIN_MODEL_NAME),
+            ModelSource::BuiltinLlamaGen => f.write_str(crate::builtin::BUILTIN_LLAMAGEN_NAME),
             ModelSource::File(p) => write!(f, "{}", p.display()),
         }
     }
@@ -334,6 +341,11 @@ impl Pipeline {
             ModelSource::Builtin => {
                 Self::from_weights_with(&crate::builtin::var_mnist_weights()?, device, options)
             }
+            ModelSource::BuiltinLlamaGen => Self::from_weights_with(
+                &crate::builtin::llamagen_mnist_weights()?,
+                device,
+                options,
+            ),
             ModelSource::File(path) => {
                 Self::from_weights_with(&Weights::open(path)?, device, options)
             }

@@ -70,6 +70,73 @@ fn mar_file_generates_images() -> TestResult {
     Ok(())
 }
 
+/// MAR on the GPU through `Pipeline` and `arvis generate --device gpu`: the same seed gives the
+/// same image twice, within `|Δ| ≤ 1e-3 + 1e-3·|cpu|` of the CPU's (same draws, only the kernels'
+/// float order differs), and the CLI writes it.
+#[test]
+fn mar_generates_on_the_gpu() -> TestResult {
+    if !arvis_core::gpu::ready_for_tests(Device::Gpu)? {
+        return Ok(());
+    }
+    let w = Weights::from_bytes("mar_tiny.safetensors", tiny_bytes()?)?;
+    let options = MarOptions {
+        num_iter: 3,
+        head_steps: HeadSteps::Fixed(4),
+        ..MarOptions::default()
+    };
+    let mut images = Vec::new();
+    for device in [Device::Gpu, Device::Cpu] {
+        let mut p = Pipeline::from_weights(&w, device)?;
+        p.set_mar_options(options);
+        let req = p.request(vec![1, 5], 9);
+        let img = p.generate(&req, &mut |_| {})?;
+        assert_eq!(img.shape(), &[2, 3, 64, 64]);
+        assert_eq!(img.device(), device);
+        if device == Device::Gpu {
+            assert_eq!(img.to_vec(), p.generate(&req, &mut |_| {})?.to_vec());
+        }
+        images.push(img.to_vec());
+    }
+    let max = images[0]
+        .iter()
+        .zip(&images[1])
+        .map(|(g, c)| (g - c).abs())
+        .fold(0f32, f32::max);
+    eprintln!("Pipeline MAR image, GPU vs CPU: max |Δ| {max:.2e}");
+    arvis_core::Tolerance::new(1e-3, 1e-3)
+        .check(&images[0], &images[1])
+        .map_err(|m| format!("GPU vs CPU image: {m}"))?;
+
+    let dir = tempfile::tempdir()?;
+    let model = dir.path().join("mar_tiny.safetensors");
+    std::fs::write(&model, tiny_bytes()?)?;
+    let out = dir.path().join("gpu.png");
+    let o = arvis(&[
+        "generate",
+        "--model",
+        s(&model),
+        "--device",
+        "gpu",
+        "--class",
+        "2",
+        "--steps",
+        "3",
+        "--head-steps",
+        "4",
+        "--out",
+        s(&out),
+        "-q",
+    ])?;
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let img = decode_png(&std::fs::read(&out)?)?;
+    assert_eq!((img.width(), img.height()), (64, 64));
+    Ok(())
+}
+
 fn arvis(args: &[&str]) -> std::io::Result<Output> {
     Command::new(env!("CARGO_BIN_EXE_arvis"))
         .args(args)

@@ -13,6 +13,13 @@
 //! `mask_len` and `cfg_k` are computed in `f32` as the reference's tensors (the cosine in
 //! `f64`, as numpy). The last iteration's `mask_len` (used by the linear schedule) is 1, a quirk
 //! of the reference kept here.
+//!
+//! **Devices.** The loop runs where the model's weights are: the tokens, the conditions `z`
+//! and the head's chain stay on that device across iterations, and the sampled tokens are
+//! written into the sequence by a gather, not on the host. The host computes only what does
+//! not depend on computed values (orders, masks, `mask_len`, row indices) and the seeded noise,
+//! which is drawn on the host on every device (same seed, same draws) and uploaded per use.
+//! Nothing is read back: the latents come out on the model's device.
 
 use arvis_core::{SeededRng, Tensor};
 use arvis_heads::{DiffusionSampler, RecordedNoise, StepAnnealing};
@@ -100,15 +107,16 @@ pub struct MarIteration {
     pub cfg: f32,
     /// Diffusion steps run.
     pub head_steps: usize,
-    /// The sampled tokens `[n, T]`, in the order of `z`; `None` when nothing was predicted.
+    /// The sampled tokens `[n, T]` (on the model's device), in the order of `z`; `None` when
+    /// nothing was predicted.
     pub tokens: Option<Tensor>,
 }
 
 /// A generated batch.
 #[derive(Clone, Debug)]
 pub struct MarRun {
-    /// The latents `[B, vae_embed_dim, side·p, side·p]` (official `unpatchify(tokens)`), to be
-    /// decoded with `KlVae::decode_tokens`.
+    /// The latents `[B, vae_embed_dim, side·p, side·p]` (official `unpatchify(tokens)`), on the
+    /// model's device, to be decoded with `KlVae::decode_tokens`.
     pub latents: Tensor,
     /// Each sample's generation order (a permutation of `0..S`).
     pub orders: Vec<Vec<usize>>,
@@ -260,16 +268,18 @@ impl Mar {
         }
         let n = class_rows.len();
         let mut masked = vec![vec![true; s]; b];
-        let mut tokens = vec![0f32; b * s * t];
+        // `[B·S, T]` on the model's device for the whole loop: each iteration's tokens are
+        // written in by a gather (below), so nothing is read back until the caller asks.
+        let mut tokens = Tensor::zeros(&[b * s, t]).to_device(self.device())?;
         let mut samplers: Vec<(usize, DiffusionSampler)> = Vec::new();
         let mut iterations = Vec::new();
         for step in 0..k_total {
             let feed = if guided {
-                tokens.repeat(2)
+                Tensor::concat(&[&tokens, &tokens], 0)?
             } else {
                 tokens.clone()
             };
-            let feed = Tensor::from_vec(feed, &[n, s, t])?.to_device(self.device())?;
+            let feed = feed.reshape(&[n, s, t])?;
             let z = self.forward_z(&feed, &class_rows, &Masks { masked: &masked })?;
 
             let ratio = (std::f64::consts::FRAC_PI_2 * (step + 1) as f64 / k_total as f64).cos();
@@ -337,8 +347,8 @@ impl Mar {
                         self.head().sample(&zp, guidance, &sampler, &mut rec)?
                     }
                 };
-                let vals = match teacher.as_mut() {
-                    None => sampled.try_to_vec()?,
+                let written = match teacher.as_mut() {
+                    None => sampled.clone(),
                     Some(iter) => {
                         let forced = iter.next().ok_or_else(|| {
                             ModelError::request(format!("no teacher tokens for iteration {step}"))
@@ -350,17 +360,10 @@ impl Mar {
                                 sampled.shape()
                             )));
                         }
-                        forced.try_to_vec()?
+                        forced.to_device(self.device())?
                     }
                 };
-                let mut k = 0;
-                for (r, pos) in it.positions.iter().enumerate() {
-                    for &p in pos {
-                        let dst = (r * s + p) * t;
-                        tokens[dst..dst + t].copy_from_slice(&vals[k * t..(k + 1) * t]);
-                        k += 1;
-                    }
-                }
+                tokens = scatter_rows(&tokens, &written, &it.positions, s)?;
                 if record {
                     it.z = Some(zp);
                     it.tokens = Some(sampled);
@@ -372,11 +375,30 @@ impl Mar {
             progress(step + 1);
         }
         Ok(MarRun {
-            latents: self
-                .config()
-                .unpatchify(&Tensor::from_vec(tokens, &[b, s, t])?)?,
+            latents: self.config().unpatchify(&tokens.reshape(&[b, s, t])?)?,
             orders,
             iterations,
         })
     }
+}
+
+/// `tokens` `[B·S, T]` with row `r·S + p` replaced, for each `(r, p)` of `positions` in
+/// order, by the next row of `rows` `[n, T]`. A gather from `[tokens; rows]` (exact copies),
+/// so the tokens stay on their device: the host only computes the indices.
+fn scatter_rows(
+    tokens: &Tensor,
+    rows: &Tensor,
+    positions: &[Vec<usize>],
+    s: usize,
+) -> Result<Tensor> {
+    let base = tokens.shape()[0];
+    let mut ids: Vec<u32> = (0..base as u32).collect();
+    let mut k = base as u32;
+    for (r, pos) in positions.iter().enumerate() {
+        for &p in pos {
+            ids[r * s + p] = k;
+            k += 1;
+        }
+    }
+    Ok(Tensor::concat(&[tokens, rows], 0)?.embedding(&ids)?)
 }

@@ -26,11 +26,12 @@ impl MarConfig {
                 )));
             }
         };
-        let src = latents.try_to_vec()?;
-        let t = self.token_embed_dim();
-        let mut out = vec![0f32; b * side * side * t];
-        for_each_pair(b, side, p, c, |tok, lat| out[tok] = src[lat]);
-        Ok(Tensor::from_vec(out, &[b, side * side, t])?)
+        // [B, c, side, p, side, p] → [B, side, side, c, p, p]: an exact copy on the latents'
+        // device.
+        Ok(latents
+            .reshape(&[b, c, side, p, side, p])?
+            .permute(&[0, 2, 4, 1, 3, 5])?
+            .reshape(&[b, side * side, c * p * p])?)
     }
 
     /// `[B, S, vae_embed_dim·p²]` tokens → `[B, vae_embed_dim, side·p, side·p]` latents
@@ -47,31 +48,12 @@ impl MarConfig {
                 )));
             }
         };
-        let src = tokens.try_to_vec()?;
         let w = side * p;
-        let mut out = vec![0f32; b * c * w * w];
-        for_each_pair(b, side, p, c, |tok, lat| out[lat] = src[tok]);
-        Ok(Tensor::from_vec(out, &[b, c, w, w])?)
-    }
-}
-
-/// Calls `f(token_index, latent_index)` for every value: the flat row-major offsets of the same
-/// value in `[B, side², c·p²]` tokens and in `[B, c, side·p, side·p]` latents.
-fn for_each_pair(b: usize, side: usize, p: usize, c: usize, mut f: impl FnMut(usize, usize)) {
-    let (w, t) = (side * p, c * p * p);
-    for n in 0..b {
-        for hy in 0..side {
-            for wx in 0..side {
-                let tok = ((n * side + hy) * side + wx) * t;
-                for ch in 0..c {
-                    for i in 0..p {
-                        for j in 0..p {
-                            let (y, x) = (hy * p + i, wx * p + j);
-                            f(tok + (ch * p + i) * p + j, ((n * c + ch) * w + y) * w + x);
-                        }
-                    }
-                }
-            }
-        }
+        // [B, side, side, c, p, p] → [B, c, side, p, side, p]: an exact copy on the tokens'
+        // device.
+        Ok(tokens
+            .reshape(&[b, side, side, c, p, p])?
+            .permute(&[0, 3, 1, 4, 2, 5])?
+            .reshape(&[b, c, w, w])?)
     }
 }
