@@ -384,11 +384,24 @@ impl ExactDenoiser {
 
     /// The learned-range output `v` for original timestep `t` and `Var(x₀ | x_t) = x0_var`
     /// (see the type's documentation).
-    pub fn learned_range_v(&self, t: usize, x0_var: f64) -> f64 {
-        self.variance_map(t)(x0_var)
+    ///
+    /// Errors: [`HeadError::Config`] when `t` is not a timestep of the 1000-step process.
+    pub fn learned_range_v(&self, t: usize, x0_var: f64) -> Result<f64> {
+        self.check_timestep(t)?;
+        Ok(self.variance_map(t)(x0_var))
     }
 
-    /// `Var(x₀ | x_t) ↦ v` at original timestep `t`, its constants computed once.
+    fn check_timestep(&self, t: usize) -> Result<f64> {
+        self.alphas_cumprod.get(t).copied().ok_or_else(|| {
+            HeadError::config(
+                "ExactDenoiser",
+                format!("timestep {t} of a {BASE_TIMESTEPS}-step process"),
+            )
+        })
+    }
+
+    /// `Var(x₀ | x_t) ↦ v` at original timestep `t` (checked by the caller), its constants
+    /// computed once.
     fn variance_map(&self, t: usize) -> impl Fn(f64) -> f64 + use<> {
         let consts = (t > 0).then(|| {
             let (ab, prev) = (self.alphas_cumprod[t], self.alphas_cumprod[t - 1]);
@@ -415,12 +428,7 @@ impl DenoiseModel for ExactDenoiser {
         if channels == 0 {
             return Err(HeadError::shape("ExactDenoiser", "x [B, C ≥ 1]", x.shape()));
         }
-        let Some(&ab) = self.alphas_cumprod.get(timestep) else {
-            return Err(HeadError::config(
-                "ExactDenoiser",
-                format!("timestep {timestep} of a {BASE_TIMESTEPS}-step process"),
-            ));
-        };
+        let ab = self.check_timestep(timestep)?;
         let prepared = self.target.at(ab);
         let v_of = self.variance_map(timestep);
         let xs = x.to_vec();

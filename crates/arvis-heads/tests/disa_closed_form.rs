@@ -63,13 +63,14 @@ fn learned_variance_hits_the_range_ends() -> TestResult {
             let var = unit.target().posterior(y, ab[t]).x0_var;
             // Var(x₀ | x_t) of a unit Gaussian is 1 − ᾱ whatever x_t.
             assert!((var - (1.0 - ab[t])).abs() < 1e-9 * (1.0 - ab[t]) + 1e-15);
-            let v = unit.learned_range_v(t, var);
+            let v = unit.learned_range_v(t, var)?;
             assert!((v - 1.0).abs() < 1e-5, "t {t}: unit-variance v {v}");
             let var = point.target().posterior(y, ab[t]).x0_var;
-            let v = point.learned_range_v(t, var);
+            let v = point.learned_range_v(t, var)?;
             assert!((v + 1.0).abs() < 1e-3, "t {t}: point-mass v {v}");
         }
     }
+    assert!(unit.learned_range_v(1000, 0.5).is_err());
     Ok(())
 }
 
