@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod closed_form;
 pub mod diffusion;
 pub mod disa;
 pub mod error;
