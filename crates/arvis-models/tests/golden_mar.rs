@@ -11,7 +11,12 @@
 //!
 //! Tolerances:
 //! - `z` and the head output: `|Δ| ≤ 1e-5 + 1e-4·|ref|` (`Tolerance::new(1e-4, 1e-5)`);
-//! - tokens, latents and image: `|Δ| ≤ 1e-3` (`Tolerance::new(0.0, 1e-3)`).
+//! - tokens, latents and image: `|Δ| ≤ 1e-3 + 1e-3·|ref|` (`Tolerance::new(1e-3, 1e-3)`): 1e-3
+//!   relative, with a 1e-3 floor near zero. The head's chain amplifies f32 rounding a few
+//!   hundred times, and the free runs compound it over every iteration and the VAE decode; the
+//!   GPU's reduction order put the patch_size-2 image at 1.06e-3 absolute on a value of 1.07
+//!   (1.0e-3 relative), the CPU's at 5.8e-4. A layout or order error is O(1)
+//!   (`a_perturbed_order_is_detected`).
 
 mod common;
 
@@ -23,7 +28,7 @@ use common::{Errs, TestResult, as_indices, check, open_golden};
 const FILE: &str = "mar_tiny.safetensors";
 const FILE_P2: &str = "mar_tiny_p2.safetensors";
 const Z_TOL: Tolerance = Tolerance::new(1e-4, 1e-5);
-const TOKEN_TOL: Tolerance = Tolerance::new(0.0, 1e-3);
+const TOKEN_TOL: Tolerance = Tolerance::new(1e-3, 1e-3);
 
 /// The request of fixture run `name` from the `arvis.golden` metadata.
 fn request(w: &Weights, name: &str) -> TestResult<MarRequest> {
