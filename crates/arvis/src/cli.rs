@@ -44,7 +44,11 @@ enum Command {
 struct GenerateArgs {
     /// Converted `.safetensors` model (see `xtask/py/convert_var.py`), or `builtin` for the
     /// embedded VAR trained on MNIST, or `builtin-llamagen` for the embedded LlamaGen-style model.
-    #[arg(long, value_name = "PATH|builtin|builtin-llamagen", default_value = "builtin")]
+    #[arg(
+        long,
+        value_name = "PATH|builtin|builtin-llamagen",
+        default_value = "builtin"
+    )]
     model: ModelSource,
     /// Class label; repeat for a batch (one image per label).
     #[arg(long = "class", value_name = "N", conflicts_with = "grid")]
@@ -256,7 +260,11 @@ enum DeviceArg {
 struct EvalArgs {
     /// MNIST model (`.safetensors`, 10 classes, 28–32 px images), `builtin` (the embedded VAR)
     /// or `builtin-llamagen` (the embedded LlamaGen-style model).
-    #[arg(long, value_name = "PATH|builtin|builtin-llamagen", default_value = "builtin")]
+    #[arg(
+        long,
+        value_name = "PATH|builtin|builtin-llamagen",
+        default_value = "builtin"
+    )]
     model: ModelSource,
     /// Images per digit (10× this in total).
     #[arg(long, default_value_t = 100, value_name = "N")]
@@ -282,7 +290,10 @@ struct EvalArgs {
 #[derive(Debug, clap::Args)]
 struct InfoArgs {
     /// Converted `.safetensors` model, `builtin` or `builtin-llamagen`.
-    #[arg(value_name = "PATH|builtin|builtin-llamagen", required_unless_present = "gpu")]
+    #[arg(
+        value_name = "PATH|builtin|builtin-llamagen",
+        required_unless_present = "gpu"
+    )]
     model: Option<ModelSource>,
     /// Describe the GPU adapter wgpu picks (`ARVIS_WGPU_ADAPTER=<substring>` chooses another):
     /// backend, driver, limits, optional features.

@@ -341,11 +341,9 @@ impl Pipeline {
             ModelSource::Builtin => {
                 Self::from_weights_with(&crate::builtin::var_mnist_weights()?, device, options)
             }
-            ModelSource::BuiltinLlamaGen => Self::from_weights_with(
-                &crate::builtin::llamagen_mnist_weights()?,
-                device,
-                options,
-            ),
+            ModelSource::BuiltinLlamaGen => {
+                Self::from_weights_with(&crate::builtin::llamagen_mnist_weights()?, device, options)
+            }
             ModelSource::File(path) => {
                 Self::from_weights_with(&Weights::open(path)?, device, options)
             }
