@@ -9,13 +9,13 @@
 
 use std::collections::BTreeMap;
 
-use arvis_core::{Device, SeededRng, Weights};
+use arvis_core::{Device, Weights};
 use arvis_tokenizer::{LlamaGenVq, LlamaGenVqConfig};
 
 use crate::error::{ModelError, Result};
 use crate::llamagen::config::LlamaGenConfig;
 use crate::llamagen::model::{LLAMAGEN_FAMILY, LlamaGen};
-use crate::var::random::{TensorSpec, write_safetensors};
+use crate::var::random::{TensorSpec, write_safetensors, write_seeded_normals};
 
 /// `mean + std · N(0, 1)`.
 type Init = (f32, f32);
@@ -104,21 +104,12 @@ pub fn random_weights_bytes(
             all.push((format!("vq.{n}"), s, init));
         }
     }
-    let specs: Vec<TensorSpec> = all.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect();
     let metadata = llamagen_metadata(
         gpt,
         vq,
         &format!("arvis-models random LlamaGen weights, seed {seed}"),
     )?;
-    let root = SeededRng::new(seed);
-    write_safetensors(&specs, &metadata, |i, _, out| {
-        let (mean, std) = all[i].2;
-        root.fork(i as u64).fill_normal(out);
-        for v in out.iter_mut() {
-            *v = mean + std * *v;
-        }
-        Ok(())
-    })
+    write_seeded_normals(&all, &metadata, seed)
 }
 
 /// `u_i ∈ [-1, 1)` for `i < out.len()`: the top 24 bits of

@@ -10,14 +10,14 @@
 
 use std::collections::BTreeMap;
 
-use arvis_core::{Device, SeededRng, Weights};
+use arvis_core::{Device, Weights};
 use arvis_heads::DiffusionHeadConfig;
 use arvis_tokenizer::{KlVae, KlVaeConfig};
 
 use crate::error::{ModelError, Result};
 use crate::mar::config::MarConfig;
 use crate::mar::model::{MAR_FAMILY, Mar};
-use crate::var::random::{TensorSpec, write_safetensors};
+use crate::var::random::{TensorSpec, write_seeded_normals};
 
 /// `mean + std · N(0, 1)`.
 type Init = (f32, f32);
@@ -168,21 +168,12 @@ pub fn random_weights_bytes(
             all.push((format!("vae.{n}"), s, init));
         }
     }
-    let specs: Vec<TensorSpec> = all.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect();
     let metadata = mar_metadata(
         mar,
         vae,
         &format!("arvis-models random MAR weights, seed {seed}"),
     )?;
-    let root = SeededRng::new(seed);
-    write_safetensors(&specs, &metadata, |i, _, out| {
-        let (mean, std) = all[i].2;
-        root.fork(i as u64).fill_normal(out);
-        for v in out.iter_mut() {
-            *v = mean + std * *v;
-        }
-        Ok(())
-    })
+    write_seeded_normals(&all, &metadata, seed)
 }
 
 impl Mar {

@@ -265,17 +265,33 @@ pub fn random_weights_bytes(var: &VarConfig, vae: &VqVaeConfig, seed: u64) -> Re
             .into_iter()
             .map(|(n, s, i)| (format!("vae.{n}"), s, i)),
     );
-    let specs: Vec<TensorSpec> = all.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect();
     let metadata = var_metadata(
         var,
         vae,
         &format!("arvis-models random weights, seed {seed}"),
     )?;
+    let all: Vec<SeededTensor> = all
+        .into_iter()
+        .map(|(n, s, Init { mean, std })| (n, s, (mean, std)))
+        .collect();
+    write_seeded_normals(&all, &metadata, seed)
+}
+
+/// A tensor's name, shape and `(mean, std)`: drawn as `mean + std · N(0, 1)`.
+pub(crate) type SeededTensor = (String, Vec<usize>, (f32, f32));
+
+/// The safetensors bytes of `all`, tensor `i` drawn from `SeededRng::new(seed).fork(i)` as
+/// `mean + std · N(0, 1)`: the random-weight files of every family.
+pub(crate) fn write_seeded_normals(
+    all: &[SeededTensor],
+    metadata: &BTreeMap<String, String>,
+    seed: u64,
+) -> Result<Vec<u8>> {
+    let specs: Vec<TensorSpec> = all.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect();
     let root = SeededRng::new(seed);
-    write_safetensors(&specs, &metadata, |i, _, out| {
-        let Init { mean, std } = all[i].2;
-        let mut rng = root.fork(i as u64);
-        rng.fill_normal(out);
+    write_safetensors(&specs, metadata, |i, _, out| {
+        let (mean, std) = all[i].2;
+        root.fork(i as u64).fill_normal(out);
         for v in out.iter_mut() {
             *v = mean + std * *v;
         }
